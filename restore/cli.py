@@ -1,0 +1,60 @@
+"""The ``restore`` command.
+
+    restore --version
+    restore losses [--modality image|audio] [--kind KIND] [--markdown]
+    restore losses NAME            # full description of one entry
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+
+
+def _losses_command(args: argparse.Namespace) -> int:
+    import losses
+    from losses import table
+
+    if args.name:
+        try:
+            print(losses.describe(args.name))
+        except KeyError as err:
+            print(f"restore losses: {err.args[0]}", file=sys.stderr)
+            return 2
+        return 0
+    entries = table.rows(modality=args.modality, kind=args.kind)
+    print(table.markdown_table(entries) if args.markdown else table.text_table(entries))
+    if not args.markdown:
+        print(f"\n{len(entries)} entries. `restore losses NAME` describes one.")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from losses.registry import KINDS, MODALITIES
+
+    parser = argparse.ArgumentParser(prog="restore", description="Restore images and audio.")
+    parser.add_argument("--version", action="version", version=f"restore {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    p = sub.add_parser("losses", help="list the loss registry (or describe one entry)")
+    p.add_argument("name", nargs="?", help="an entry to describe")
+    p.add_argument("--modality", choices=MODALITIES, help="only entries usable on this modality")
+    p.add_argument("--kind", choices=KINDS, help="only entries of this kind")
+    p.add_argument("--markdown", action="store_true", help="print a markdown table")
+    p.set_defaults(func=_losses_command)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        parser.print_help()
+        return 0
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
