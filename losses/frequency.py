@@ -112,8 +112,13 @@ class FocalFrequencyLoss(nn.Module):
         super().__init__()
         if alpha <= 0 or patch_factor < 1:
             raise ValueError("alpha must be positive and patch_factor >= 1")
-        self.kwargs = dict(alpha=alpha, patch_factor=patch_factor, ave_spectrum=ave_spectrum,
-                           log_matrix=log_matrix, batch_matrix=batch_matrix)
+        self.kwargs = dict(
+            alpha=alpha,
+            patch_factor=patch_factor,
+            ave_spectrum=ave_spectrum,
+            log_matrix=log_matrix,
+            batch_matrix=batch_matrix,
+        )
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return focal_frequency_loss(pred, target, **self.kwargs)

@@ -64,7 +64,9 @@ class GradientLoss(nn.Module):
             raise ValueError(f"operator must be one of {GRADIENT_OPERATORS}, got {operator!r}")
         self.operator, self.reduction = operator, check_reduction(reduction)
 
-    def forward(self, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None
+    ) -> torch.Tensor:
         return gradient_loss(pred, target, self.operator, weight, self.reduction)
 
 

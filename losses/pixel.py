@@ -79,7 +79,9 @@ class _PixelLoss(nn.Module):
 class L1Loss(_PixelLoss):
     """Mean absolute error, with an optional per-pixel weight or mask."""
 
-    def forward(self, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None
+    ) -> torch.Tensor:
         return l1_loss(pred, target, weight, self.reduction)
 
 
@@ -87,7 +89,9 @@ class L1Loss(_PixelLoss):
 class MSELoss(_PixelLoss):
     """Mean squared error, with an optional per-pixel weight or mask."""
 
-    def forward(self, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None
+    ) -> torch.Tensor:
         return mse_loss(pred, target, weight, self.reduction)
 
 
@@ -101,7 +105,9 @@ class CharbonnierLoss(_PixelLoss):
             raise ValueError(f"eps must be positive, got {eps}")
         self.eps = float(eps)
 
-    def forward(self, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None
+    ) -> torch.Tensor:
         return charbonnier_loss(pred, target, weight, self.eps, self.reduction)
 
 
@@ -137,12 +143,18 @@ class PseudoHuberLoss(_PixelLoss):
         """The value of ``c`` at ``progress`` in [0, 1]."""
         if self.schedule == "constant" or self.c_end is None:
             return self.c
-        p = progress.clamp(0, 1) if isinstance(progress, torch.Tensor) else min(max(float(progress), 0.0), 1.0)
+        p = (
+            progress.clamp(0, 1)
+            if isinstance(progress, torch.Tensor)
+            else min(max(float(progress), 0.0), 1.0)
+        )
         if self.schedule == "linear":
             return self.c + (self.c_end - self.c) * p
         if self.schedule == "exponential":
             log_ratio = math.log(self.c_end / self.c)
-            return self.c * (torch.exp(log_ratio * p) if isinstance(p, torch.Tensor) else math.exp(log_ratio * p))
+            return self.c * (
+                torch.exp(log_ratio * p) if isinstance(p, torch.Tensor) else math.exp(log_ratio * p)
+            )
         cos = torch.cos(math.pi * p) if isinstance(p, torch.Tensor) else math.cos(math.pi * p)
         return self.c_end + (self.c - self.c_end) * 0.5 * (1 + cos)
 

@@ -59,7 +59,9 @@ def _ssim_and_cs(
     """Mean SSIM and contrast-structure per image and channel, each ``(N, C)``."""
     c = pred.shape[1]
     # One blur call for the five statistics: mu_x, mu_y, E[x^2], E[y^2], E[xy].
-    stats = _blur(torch.cat([pred, target, pred * pred, target * target, pred * target], dim=1), window, padding, stride)
+    stats = _blur(
+        torch.cat([pred, target, pred * pred, target * target, pred * target], dim=1), window, padding, stride
+    )
     mu_x, mu_y, xx, yy, xy = stats.split(c, dim=1)
     mu_xx, mu_yy, mu_xy = mu_x * mu_x, mu_y * mu_y, mu_x * mu_y
     sigma_xx, sigma_yy, sigma_xy = xx - mu_xx, yy - mu_yy, xy - mu_xy
@@ -195,7 +197,8 @@ def s3im(
         raise ValueError(f"{pred.shape[0]} pixels are too few for patch_height={patch_height}")
     gen_device = generator.device if generator is not None else torch.device("cpu")
     orders = [torch.arange(count)] + [
-        torch.randperm(pred.shape[0], generator=generator, device=gen_device)[:count] for _ in range(repeats - 1)
+        torch.randperm(pred.shape[0], generator=generator, device=gen_device)[:count]
+        for _ in range(repeats - 1)
     ]
     index = torch.cat(orders).to(pred.device)
     channels = pred.shape[1]
@@ -206,8 +209,9 @@ def s3im(
         return blocks.permute(3, 1, 0, 2).reshape(1, channels, patch_height, -1)
 
     window = gaussian_window(kernel_size + 1 - kernel_size % 2, 1.5, pred.device)
-    ssim_val, _ = _ssim_and_cs(virtual_image(pred), virtual_image(target), window, data_range, 0.01, 0.03,
-                               "valid", stride)
+    ssim_val, _ = _ssim_and_cs(
+        virtual_image(pred), virtual_image(target), window, data_range, 0.01, 0.03, "valid", stride
+    )
     return ssim_val.mean()
 
 
@@ -229,8 +233,15 @@ class SSIMLoss(nn.Module):
         gaussian_window(window_size, sigma)  # validates
         if padding not in PADDINGS:
             raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
-        self.kwargs = dict(data_range=data_range, window_size=window_size, sigma=sigma, k1=k1, k2=k2,
-                           padding=padding, reduction=check_reduction(reduction))
+        self.kwargs = dict(
+            data_range=data_range,
+            window_size=window_size,
+            sigma=sigma,
+            k1=k1,
+            k2=k2,
+            padding=padding,
+            reduction=check_reduction(reduction),
+        )
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return 1.0 - ssim(pred, target, **self.kwargs)
@@ -258,8 +269,17 @@ class MSSSIMLoss(nn.Module):
             raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
         if not weights:
             raise ValueError("weights must name at least one scale")
-        self.kwargs = dict(data_range=data_range, window_size=window_size, sigma=sigma, k1=k1, k2=k2,
-                           weights=tuple(weights), padding=padding, eps=eps, reduction=check_reduction(reduction))
+        self.kwargs = dict(
+            data_range=data_range,
+            window_size=window_size,
+            sigma=sigma,
+            k1=k1,
+            k2=k2,
+            weights=tuple(weights),
+            padding=padding,
+            eps=eps,
+            reduction=check_reduction(reduction),
+        )
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return 1.0 - ms_ssim(pred, target, **self.kwargs)
@@ -281,8 +301,13 @@ class S3IMLoss(nn.Module):
         super().__init__()
         if kernel_size < 1 or stride < 1 or repeats < 1 or patch_height < kernel_size:
             raise ValueError("kernel_size, stride, repeats must be >= 1 and patch_height >= kernel_size")
-        self.kwargs = dict(kernel_size=kernel_size, stride=stride, repeats=repeats, patch_height=patch_height,
-                           data_range=data_range)
+        self.kwargs = dict(
+            kernel_size=kernel_size,
+            stride=stride,
+            repeats=repeats,
+            patch_height=patch_height,
+            data_range=data_range,
+        )
         self.generator = torch.Generator().manual_seed(seed) if seed is not None else None
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

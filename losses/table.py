@@ -22,7 +22,8 @@ def _cell(value: object) -> str:
 
 def rows(modality: str | None = None, kind: str | None = None) -> list[LossSpec]:
     return [
-        s for s in specs()
+        s
+        for s in specs()
         if (modality is None or s.modality in (modality, "any")) and (kind is None or s.kind == kind)
     ]
 
@@ -32,7 +33,7 @@ def text_table(entries: list[LossSpec]) -> str:
     header = [c.replace("_", "-") for c in COLUMNS]
     body = [[_cell(s.row()[c]) for c in COLUMNS] for s in entries]
     widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(COLUMNS))]
-    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in [header, *body]]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in [header, *body]]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
@@ -41,8 +42,7 @@ def markdown_table(entries: list[LossSpec] | None = None) -> str:
     """Markdown table of every entry with its summary line."""
     entries = specs() if entries is None else entries
     columns = (*COLUMNS, "summary")
-    lines = ["| " + " | ".join(c.replace("_", " ") for c in columns) + " |",
-             "|" + "---|" * len(columns)]
+    lines = ["| " + " | ".join(c.replace("_", " ") for c in columns) + " |", "|" + "---|" * len(columns)]
     for s in entries:
         row = s.row()
         cells = [f"`{row['name']}`"] + [_cell(row[c]).replace("|", "\\|") for c in columns[1:]]

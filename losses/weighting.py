@@ -85,7 +85,9 @@ class GradientBalancer(nn.Module):
         for label, loss in terms.items():
             (grad,) = torch.autograd.grad(loss, [pred], retain_graph=True, allow_unused=True)
             if grad is None:
-                raise ValueError(f"loss term {label!r} does not depend on pred; the balancer cannot weight it")
+                raise ValueError(
+                    f"loss term {label!r} does not depend on pred; the balancer cannot weight it"
+                )
             grad = grad.float()
             if self.per_batch_item:
                 norm = grad.flatten(1).norm(dim=1).mean()

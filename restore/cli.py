@@ -1,8 +1,8 @@
 """The ``restore`` command.
 
-    restore --version
-    restore losses [--modality image|audio] [--kind KIND] [--markdown]
-    restore losses NAME            # full description of one entry
+restore --version
+restore losses [--modality image|audio] [--kind KIND] [--markdown]
+restore losses NAME            # full description of one entry
 """
 
 from __future__ import annotations

@@ -27,7 +27,16 @@ def test_losses_table_lists_every_entry_with_metadata(capsys):
     assert main(["losses"]) == 0
     out = capsys.readouterr().out.splitlines()
     header = out[0].split()
-    assert header == ["name", "kind", "modality", "lower-is-better", "input-range", "needs-weights", "fp32", "inputs"]
+    assert header == [
+        "name",
+        "kind",
+        "modality",
+        "lower-is-better",
+        "input-range",
+        "needs-weights",
+        "fp32",
+        "inputs",
+    ]
     rows = {line.split()[0]: line.split() for line in out[2:] if line.strip() and not line.startswith(" ")}
     rows = {k: v for k, v in rows.items() if k in losses.available()}
     assert set(rows) == set(losses.available())
@@ -46,8 +55,12 @@ def test_losses_filters_and_describe(capsys):
 
 
 def test_console_script_runs_as_module():
-    result = subprocess.run([sys.executable, "-m", "restore", "losses", "--kind", "weighting"],
-                            capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "restore", "losses", "--kind", "weighting"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "balancer" in result.stdout and "uncertainty" in result.stdout
 
 
@@ -58,6 +71,8 @@ def test_readme_loss_table_is_generated_from_the_registry():
 
 
 def test_importing_losses_does_not_import_heavy_dependencies():
-    code = "import sys, losses, restore; print(any(m in sys.modules for m in ('lpips', 'torchaudio', 'kornia')))"
+    code = (
+        "import sys, losses, restore; print(any(m in sys.modules for m in ('lpips', 'torchaudio', 'kornia')))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"

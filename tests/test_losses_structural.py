@@ -20,7 +20,14 @@ def _skimage_ssim(pred: torch.Tensor, target: torch.Tensor, **kwargs) -> float:
     a = pred[0].permute(1, 2, 0).double().numpy()
     b = target[0].permute(1, 2, 0).double().numpy()
     return structural_similarity(
-        a, b, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1.0, channel_axis=2, **kwargs
+        a,
+        b,
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
+        data_range=1.0,
+        channel_axis=2,
+        **kwargs,
     )
 
 
@@ -35,15 +42,21 @@ def test_ssim_grayscale_and_data_range_255_match_skimage(natural_pair):
     clean, degraded = natural_pair
     gray_c, gray_d = clean.mean(1, keepdim=True), degraded.mean(1, keepdim=True)
     ref = structural_similarity(
-        gray_d[0, 0].double().numpy() * 255, gray_c[0, 0].double().numpy() * 255,
-        gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255.0,
+        gray_d[0, 0].double().numpy() * 255,
+        gray_c[0, 0].double().numpy() * 255,
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
+        data_range=255.0,
     )
     assert abs(float(ssim(gray_d * 255, gray_c * 255, data_range=255.0)) - ref) <= 1e-4
 
 
 def test_ssim_and_ms_ssim_match_pytorch_msssim(natural_batch):
     clean, degraded = natural_batch
-    assert torch.allclose(ssim(degraded, clean), pytorch_msssim.ssim(degraded, clean, data_range=1.0), atol=1e-5)
+    assert torch.allclose(
+        ssim(degraded, clean), pytorch_msssim.ssim(degraded, clean, data_range=1.0), atol=1e-5
+    )
     per_image = ssim(degraded, clean, reduction="none")
     ref = pytorch_msssim.ssim(degraded, clean, data_range=1.0, size_average=False)
     assert per_image.shape == (2,)
@@ -149,7 +162,12 @@ def test_laplacian_is_zero_on_linear_ramp_interior():
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{}, {"alpha": 2.0, "patch_factor": 2}, {"log_matrix": True, "batch_matrix": True}, {"ave_spectrum": True}],
+    [
+        {},
+        {"alpha": 2.0, "patch_factor": 2},
+        {"log_matrix": True, "batch_matrix": True},
+        {"ave_spectrum": True},
+    ],
 )
 def test_focal_frequency_matches_reference_package(kwargs):
     gen = torch.Generator().manual_seed(0)

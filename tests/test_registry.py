@@ -204,8 +204,10 @@ def test_pseudo_huber_limits_and_schedule():
 def test_balancer_gradient_is_weight_fraction_of_normalised_gradients(pair):
     pred, target = pair
     pred = pred.clone().requires_grad_()
-    config = {"terms": {"l1": 3.0, "mse": 1.0},
-              "weighting": {"name": "balancer", "per_batch_item": False, "total_norm": 2.0}}
+    config = {
+        "terms": {"l1": 3.0, "mse": 1.0},
+        "weighting": {"name": "balancer", "per_batch_item": False, "total_norm": 2.0},
+    }
     total, terms = losses.build(config)(pred, target)
     total.backward()
     g_l1 = torch.sign(pred - target).detach() / pred.numel()
@@ -234,7 +236,9 @@ def test_balancer_is_invariant_to_loss_scale_and_uses_ema(pair):
     x = pred.clone().requires_grad_()
     balancer(x, target)
     first = balancer.weighting.last_norms["mse"]
-    assert first == pytest.approx(float((2 * (x - target).detach() / x.numel()).flatten(1).norm(dim=1).mean()))
+    assert first == pytest.approx(
+        float((2 * (x - target).detach() / x.numel()).flatten(1).norm(dim=1).mean())
+    )
     balancer(x, torch.zeros_like(target))
     second_raw = float((2 * x.detach() / x.numel()).flatten(1).norm(dim=1).mean())
     # bias-corrected EMA with decay 0.5 of (first, second_raw): (0.5 * first + second_raw) / 1.5
@@ -249,8 +253,15 @@ def test_uncertainty_weights_formula_and_learnable(pair):
     with torch.no_grad():
         params[0].copy_(torch.tensor([0.5, -1.0]))
     total, terms = loss_set(pred, target)
-    expected = torch.exp(torch.tensor(-0.5)) * terms["l1"] + 0.5 + torch.exp(torch.tensor(1.0)) * 0.5 * terms["mse"] - 1.0
+    expected = (
+        torch.exp(torch.tensor(-0.5)) * terms["l1"]
+        + 0.5
+        + torch.exp(torch.tensor(1.0)) * 0.5 * terms["mse"]
+        - 1.0
+    )
     assert float(total.detach()) == pytest.approx(float(expected), rel=1e-6)
     total.backward()
     # d/ds (exp(-s) L + s) = 1 - exp(-s) L
-    assert float(params[0].grad[0]) == pytest.approx(float(1 - torch.exp(torch.tensor(-0.5)) * terms["l1"]), rel=1e-5)
+    assert float(params[0].grad[0]) == pytest.approx(
+        float(1 - torch.exp(torch.tensor(-0.5)) * terms["l1"]), rel=1e-5
+    )
