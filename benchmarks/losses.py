@@ -75,8 +75,9 @@ def image_cases(device: str):
 
     torch.manual_seed(0)
     ours_lpips = losses.create("lpips", net="alex", weights="random").to(device)
-    theirs = lpips.LPIPS(net="alex", pretrained=True, pnet_rand=True, verbose=False).to(device)
-    theirs.net.load_state_dict(ours_lpips.loss.net.state_dict()) if hasattr(ours_lpips.loss, "net") else None
+    theirs = lpips.LPIPS(net="alex", pretrained=True, pnet_rand=True, verbose=False).to(device).eval()
+    own = ours_lpips.loss.features.state_dict()  # same random backbone; theirs: slice<k>.<index>.<param>
+    theirs.net.load_state_dict({key: own[key.split(".", 1)[1]] for key in theirs.net.state_dict()})
     yield (
         "lpips (alex)",
         tuple(pred.shape),
@@ -104,10 +105,11 @@ def audio_cases(device: str):
 def run(devices: list[str], repeats: int) -> str:
     lines = [
         f"Machine: {machine()}. Median of {repeats} forward+backward passes after warm-up; "
-        "ratio = fastest peer time / ours (>= 1.0: ours at least as fast).",
+        "ratio = fastest peer time / ours (>= 1.0: ours at least as fast); value diff = |ours - reference| "
+        "on the same inputs (reference: pytorch-msssim for SSIM/MS-SSIM, the lpips package, auraloss).",
         "",
-        "| device | loss | input | ours (ms) | peers (ms) | fastest peer | ratio |",
-        "|---|---|---|---|---|---|---|",
+        "| device | loss | input | ours (ms) | peers (ms) | fastest peer | ratio | value diff |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for device in devices:
         for cases in (image_cases(device), audio_cases(device)):
@@ -117,11 +119,16 @@ def run(devices: list[str], repeats: int) -> str:
                     peer: median_ms(fwd_bwd(fn, pred, target), device, repeats) for peer, fn in peers.items()
                 }
                 best = min(peer_ms, key=peer_ms.get)
+                with torch.no_grad():  # same inputs, same value: ours against the reference peer
+                    reference = next(iter(peers.values()))
+                    if name.startswith("ssim") or name.startswith("ms_ssim"):
+                        reference = peers["pytorch-msssim"]
+                    diff = abs(float(ours(pred, target)) - float(reference(pred, target)))
                 ratio = peer_ms[best] / ours_ms
                 peers_text = ", ".join(f"{k} {v:.1f}" for k, v in peer_ms.items())
                 row = (
                     f"| {device} | {name} | {'x'.join(map(str, shape))} | {ours_ms:.1f} | {peers_text} | "
-                    f"{best} | {ratio:.2f} |"
+                    f"{best} | {ratio:.2f} | {diff:.1e} |"
                 )
                 print(row, flush=True)
                 lines.append(row)
