@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .reduction import tensor_list
 from .registry import register
 
 SIDES = ("generator", "discriminator")
@@ -45,18 +46,6 @@ def check_side(side: str) -> str:
     return side
 
 
-def _tensor_list(obj: Any, name: str) -> list[torch.Tensor]:
-    """A tensor or a non-empty list/tuple of tensors -> a list of tensors."""
-    if isinstance(obj, torch.Tensor):
-        return [obj]
-    if isinstance(obj, (list, tuple)) and obj and all(isinstance(t, torch.Tensor) for t in obj):
-        return list(obj)
-    raise TypeError(
-        f"{name} must be a tensor or a non-empty list of tensors (one per discriminator), "
-        f"got {type(obj).__name__}"
-    )
-
-
 def multiscale_gan_loss(
     objective: str,
     side: str,
@@ -70,7 +59,7 @@ def multiscale_gan_loss(
     This is the one loop shared by every GAN objective. ``needs_real`` says whether this
     objective and side use ``real_logits``; a missing one raises ``ValueError`` naming both.
     """
-    fakes = _tensor_list(fake_logits, "fake_logits")
+    fakes = tensor_list(fake_logits, "fake_logits")
     if real_logits is None:
         if needs_real:
             raise ValueError(
@@ -78,7 +67,7 @@ def multiscale_gan_loss(
             )
         reals: list[torch.Tensor | None] = [None] * len(fakes)
     else:
-        reals = list(_tensor_list(real_logits, "real_logits"))
+        reals = list(tensor_list(real_logits, "real_logits"))
         if len(reals) != len(fakes):
             raise ValueError(
                 f"{objective}: fake_logits and real_logits have {len(fakes)} and {len(reals)} "
@@ -229,7 +218,7 @@ def input_gradient(
             f"{name} must have requires_grad=True and be the tensor the discriminator ran on "
             f"(call {name}.requires_grad_(True) before the discriminator)"
         )
-    total = torch.stack([o.float().sum() for o in _tensor_list(outputs, "discriminator output")]).sum()
+    total = torch.stack([o.float().sum() for o in tensor_list(outputs, "discriminator output")]).sum()
     scaled = _scaler_enabled(grad_scaler)
     if scaled:
         total = grad_scaler.scale(total)

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .precision import float32
-from .reduction import check_reduction
+from .reduction import check_reduction, tensor_list, weighted_reduce
 from .registry import register
 
 FeatureInput = torch.Tensor | Sequence[torch.Tensor]
@@ -57,22 +57,6 @@ def nce_per_query(
     return torch.logsumexp(logits, dim=-1) - positive
 
 
-def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
-    if reduction == "mean":
-        return loss.mean()
-    if reduction == "sum":
-        return loss.sum()
-    return loss
-
-
-def _layers(obj: FeatureInput, name: str) -> list[torch.Tensor]:
-    if isinstance(obj, torch.Tensor):
-        return [obj]
-    if isinstance(obj, (list, tuple)) and obj and all(isinstance(t, torch.Tensor) for t in obj):
-        return list(obj)
-    raise TypeError(f"{name} must be a tensor or a non-empty list of tensors (one per layer)")
-
-
 def _check_temperature(temperature: float) -> float:
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
@@ -98,7 +82,7 @@ def patchnce_loss(
     gradients through the keys (the real image's features). Returns a float32 scalar.
     """
     _check_temperature(temperature)
-    queries, keys = _layers(query, "query"), _layers(key, "key")
+    queries, keys = tensor_list(query, "query"), tensor_list(key, "key")
     if len(queries) != len(keys):
         raise ValueError(f"query and key have {len(queries)} and {len(keys)} layers")
     per_layer = []
@@ -135,7 +119,7 @@ def infonce_loss(
     loss = nce_per_query(query, key, temperature, decoupled, normalize)
     if symmetric:
         loss = 0.5 * (loss + nce_per_query(key, query, temperature, decoupled, normalize))
-    return _reduce(loss, reduction)
+    return weighted_reduce(loss, None, reduction)
 
 
 @register("patchnce", kind="contrastive", input_range="features", fp32=True, inputs=("query", "key"))

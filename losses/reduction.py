@@ -1,6 +1,8 @@
-"""Shared helpers: reductions and per-pixel weights, as in BasicSR's ``weighted_loss``."""
+"""Shared helpers: reductions and per-pixel weights (as BasicSR's ``weighted_loss``), input lists."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 
@@ -34,3 +36,15 @@ def weighted_reduce(
         return loss.mean()
     denom = torch.broadcast_to(weight, loss.shape).sum().clamp_min(1e-12)
     return loss.sum() / denom
+
+
+def tensor_list(obj: Any, name: str) -> list[torch.Tensor]:
+    """A tensor or a non-empty list/tuple of tensors (one per discriminator or layer) -> a list."""
+    if isinstance(obj, torch.Tensor):
+        return [obj]
+    if isinstance(obj, (list, tuple)) and obj and all(isinstance(t, torch.Tensor) for t in obj):
+        return list(obj)
+    raise TypeError(
+        f"{name} must be a tensor or a non-empty list of tensors (one per discriminator or layer), "
+        f"got {type(obj).__name__}"
+    )

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from .precision import float32
-from .reduction import check_reduction
+from .reduction import check_reduction, weighted_reduce
 from .registry import register
 
 
@@ -20,14 +20,6 @@ def _check(pred: torch.Tensor, target: torch.Tensor) -> None:
         raise ValueError(f"pred and target shapes differ: {tuple(pred.shape)} vs {tuple(target.shape)}")
     if pred.ndim not in (2, 3):
         raise ValueError(f"expected audio of shape (N, C, T) or (N, T), got {tuple(pred.shape)}")
-
-
-def _reduce(values: torch.Tensor, reduction: str) -> torch.Tensor:
-    if reduction == "mean":
-        return values.mean()
-    if reduction == "sum":
-        return values.sum()
-    return values
 
 
 @float32
@@ -88,7 +80,7 @@ def l1_snr_loss(
     n = pred.shape[0]
     err = (pred - target).reshape(n, -1).abs().sum(dim=-1)
     ref = target.reshape(n, -1).abs().sum(dim=-1)
-    return _reduce(-10 * torch.log10((ref + eps) / (err + eps)), reduction)
+    return weighted_reduce(-10 * torch.log10((ref + eps) / (err + eps)), None, reduction)
 
 
 class _RatioLoss(nn.Module):
@@ -113,7 +105,7 @@ class SISDRLoss(_RatioLoss):
         self.zero_mean = bool(zero_mean)
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return _reduce(-si_sdr(pred, target, self.zero_mean, self.eps), self.reduction)
+        return weighted_reduce(-si_sdr(pred, target, self.zero_mean, self.eps), None, self.reduction)
 
 
 @register("snr", kind="waveform", modality="audio", input_range="[-1,1]", fp32=True)
@@ -128,7 +120,7 @@ class SNRLoss(_RatioLoss):
         self.zero_mean = bool(zero_mean)
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return _reduce(-snr(pred, target, self.zero_mean, self.eps), self.reduction)
+        return weighted_reduce(-snr(pred, target, self.zero_mean, self.eps), None, self.reduction)
 
 
 @register("l1_snr", kind="waveform", modality="audio", input_range="[-1,1]", fp32=True)
