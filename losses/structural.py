@@ -215,6 +215,24 @@ def s3im(
     return ssim_val.mean()
 
 
+def _window_options(
+    data_range: float, window_size: int, sigma: float, k1: float, k2: float, padding: str, reduction: str
+) -> dict:
+    """Validated keyword arguments shared by the SSIM-type loss modules."""
+    gaussian_window(window_size, sigma)  # validates size and sigma
+    if padding not in PADDINGS:
+        raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
+    return dict(
+        data_range=data_range,
+        window_size=window_size,
+        sigma=sigma,
+        k1=k1,
+        k2=k2,
+        padding=padding,
+        reduction=check_reduction(reduction),
+    )
+
+
 @register("ssim", kind="structural", modality="image", input_range="[0,1]", fp32=True)
 class SSIMLoss(nn.Module):
     """1 - SSIM, gaussian window 11 / sigma 1.5 as the original and scikit-image."""
@@ -230,18 +248,7 @@ class SSIMLoss(nn.Module):
         reduction: str = "mean",
     ) -> None:
         super().__init__()
-        gaussian_window(window_size, sigma)  # validates
-        if padding not in PADDINGS:
-            raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
-        self.kwargs = dict(
-            data_range=data_range,
-            window_size=window_size,
-            sigma=sigma,
-            k1=k1,
-            k2=k2,
-            padding=padding,
-            reduction=check_reduction(reduction),
-        )
+        self.kwargs = _window_options(data_range, window_size, sigma, k1, k2, padding, reduction)
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return 1.0 - ssim(pred, target, **self.kwargs)
@@ -264,22 +271,10 @@ class MSSSIMLoss(nn.Module):
         reduction: str = "mean",
     ) -> None:
         super().__init__()
-        gaussian_window(window_size, sigma)
-        if padding not in PADDINGS:
-            raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
         if not weights:
             raise ValueError("weights must name at least one scale")
-        self.kwargs = dict(
-            data_range=data_range,
-            window_size=window_size,
-            sigma=sigma,
-            k1=k1,
-            k2=k2,
-            weights=tuple(weights),
-            padding=padding,
-            eps=eps,
-            reduction=check_reduction(reduction),
-        )
+        self.kwargs = _window_options(data_range, window_size, sigma, k1, k2, padding, reduction)
+        self.kwargs.update(weights=tuple(weights), eps=eps)
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return 1.0 - ms_ssim(pred, target, **self.kwargs)
