@@ -12,6 +12,7 @@ Weights (``weights=``):
   put where and the URL it comes from; ``allow_download=True`` lets torchvision download it.
 - a path to a local ``.pth`` or ``.safetensors`` state dict of the backbone (a torchvision model
   state dict, its ``features`` alone, or the lpips package's ``net.sliceK.*`` keys).
+- an injected state dict (any mapping of the same keys), e.g. weights already in memory.
 - ``"random"``: torchvision's random initialisation (for tests).
 """
 
@@ -74,9 +75,14 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return dict(state)
 
 
-def backbone_state_dict(arch: str, weights: str | os.PathLike, allow_download: bool = False) -> dict | None:
-    """The state dict for a backbone: ``"imagenet"`` from torch.hub's cache, a local file, or
-    ``None`` for ``"random"``. Missing ImageNet weights raise :class:`WeightsNotFoundError`."""
+def backbone_state_dict(
+    arch: str, weights: str | os.PathLike | Mapping[str, torch.Tensor], allow_download: bool = False
+) -> dict | None:
+    """The state dict for a backbone: ``"imagenet"`` from torch.hub's cache, a local file, an
+    injected state dict (a mapping, passed through), or ``None`` for ``"random"``. Missing
+    ImageNet weights raise :class:`WeightsNotFoundError`."""
+    if isinstance(weights, Mapping):
+        return dict(weights)
     if isinstance(weights, str) and weights == "random":
         return None
     if isinstance(weights, str) and weights == "imagenet":
@@ -103,7 +109,7 @@ def backbone_state_dict(arch: str, weights: str | os.PathLike, allow_download: b
         )
     if isinstance(weights, (str, os.PathLike)):
         return load_state_dict_file(weights)
-    raise ValueError(f"weights must be 'imagenet', 'random' or a file path, got {weights!r}")
+    raise ValueError(f"weights must be 'imagenet', 'random', a file path or a state dict, got {weights!r}")
 
 
 _SLICE_KEY = re.compile(r"^(?:net\.)?slice\d+\.")
@@ -142,7 +148,10 @@ def _init_features(features: nn.Sequential, family: str) -> None:
 
 
 def build_features(
-    arch: str, depth: int | None = None, weights: str | os.PathLike = "random", allow_download: bool = False
+    arch: str,
+    depth: int | None = None,
+    weights: str | os.PathLike | Mapping[str, torch.Tensor] = "random",
+    allow_download: bool = False,
 ) -> nn.Sequential:
     """torchvision ``<arch>().features[:depth]``, initialised or loaded, frozen and in eval mode.
 
@@ -340,7 +349,7 @@ class PerceptualLoss(_FrozenBackboneLoss):
         perceptual_weight: float = 1.0,
         style_weight: float = 0.0,
         criterion: str = "l1",
-        weights: str | os.PathLike = "imagenet",
+        weights: str | os.PathLike | Mapping[str, torch.Tensor] = "imagenet",
         allow_download: bool = False,
     ) -> None:
         super().__init__()
@@ -480,7 +489,7 @@ class LPIPSLoss(_FrozenBackboneLoss):
         self,
         net: str = "alex",
         version: str = "0.1",
-        weights: str | os.PathLike = "imagenet",
+        weights: str | os.PathLike | Mapping[str, torch.Tensor] = "imagenet",
         lin_weights: str | os.PathLike = "package",
         allow_download: bool = False,
         eps: float = 1e-10,

@@ -392,6 +392,8 @@ def test_vgg_loads_a_local_weights_file(tmp_path, suffix, esrgan_loss, pair64):
     torch.manual_seed(8)
     loaded = PerceptualLoss(weights=path)
     assert torch.equal(loaded(pred, target), esrgan_loss(pred, target))
+    injected = PerceptualLoss(weights=state)  # a state dict already in memory
+    assert torch.equal(injected(pred, target), esrgan_loss(pred, target))
 
     with pytest.raises(FileNotFoundError):
         PerceptualLoss(weights=tmp_path / "absent.pth")
