@@ -5,7 +5,6 @@ Images ``(N, C, H, W)`` in [0, 1]. Gradients come from kornia's ``spatial_gradie
 
 from __future__ import annotations
 
-import kornia
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -27,6 +26,8 @@ def gradient_loss(
     """L1 distance between the x/y gradients of ``pred`` and ``target`` ``(N, C, H, W)``."""
     if operator not in GRADIENT_OPERATORS:
         raise ValueError(f"operator must be one of {GRADIENT_OPERATORS}, got {operator!r}")
+    import kornia
+
     grads = kornia.filters.spatial_gradient(torch.cat([pred, target]), mode=operator, normalized=True)
     g_pred, g_target = grads.chunk(2)  # each (N, C, 2, H, W)
     if weight is not None:

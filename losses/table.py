@@ -1,12 +1,15 @@
 """The registry as a table: plain text for the terminal, markdown for README.md.
 
 ``python -m losses.table README.md`` rewrites the block between the ``losses-table`` markers.
+The formatting helpers take plain row dicts, so the model registry's table uses them too.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from .registry import LossSpec, specs
 
@@ -28,39 +31,52 @@ def rows(modality: str | None = None, kind: str | None = None) -> list[LossSpec]
     ]
 
 
-def text_table(entries: list[LossSpec]) -> str:
-    """Aligned plain-text table, one entry per line."""
-    header = [c.replace("_", "-") for c in COLUMNS]
-    body = [[_cell(s.row()[c]) for c in COLUMNS] for s in entries]
-    widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(COLUMNS))]
+def format_text(records: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    """Aligned plain-text table of ``records`` (dicts), one per line."""
+    header = [c.replace("_", "-") for c in columns]
+    body = [[_cell(r[c]) for c in columns] for r in records]
+    widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(columns))]
     lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in [header, *body]]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
 
-def markdown_table(entries: list[LossSpec] | None = None) -> str:
-    """Markdown table of every entry with its summary line."""
-    entries = specs() if entries is None else entries
-    columns = (*COLUMNS, "summary")
+def format_markdown(records: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
+    """Markdown table of ``records``; the first column is shown as code."""
     lines = ["| " + " | ".join(c.replace("_", " ") for c in columns) + " |", "|" + "---|" * len(columns)]
-    for s in entries:
-        row = s.row()
-        cells = [f"`{row['name']}`"] + [_cell(row[c]).replace("|", "\\|") for c in columns[1:]]
+    for r in records:
+        cells = [f"`{r[columns[0]]}`"] + [_cell(r[c]).replace("|", "\\|") for c in columns[1:]]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def update_block(path: Path) -> bool:
-    """Rewrite the table between the markers in ``path``; True when the file changed."""
+def text_table(entries: list[LossSpec]) -> str:
+    """Aligned plain-text table, one entry per line."""
+    return format_text([s.row() for s in entries], COLUMNS)
+
+
+def markdown_table(entries: list[LossSpec] | None = None) -> str:
+    """Markdown table of every entry with its summary line."""
+    entries = specs() if entries is None else entries
+    return format_markdown([s.row() for s in entries], (*COLUMNS, "summary"))
+
+
+def replace_block(path: Path, start: str, end: str, content: str) -> bool:
+    """Rewrite the text between the ``start`` and ``end`` markers in ``path``; True when it changed."""
     text = path.read_text()
-    if START not in text or END not in text:
-        raise ValueError(f"{path}: markers {START} / {END} not found")
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    new = f"{head}{START}\n{markdown_table()}\n{END}{tail}"
+    if start not in text or end not in text:
+        raise ValueError(f"{path}: markers {start} / {end} not found")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    new = f"{head}{start}\n{content}\n{end}{tail}"
     if new != text:
         path.write_text(new)
     return new != text
+
+
+def update_block(path: Path) -> bool:
+    """Rewrite the loss table between the markers in ``path``; True when the file changed."""
+    return replace_block(path, START, END, markdown_table())
 
 
 if __name__ == "__main__":

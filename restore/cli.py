@@ -3,6 +3,8 @@
 restore --version
 restore losses [--modality image|audio] [--kind KIND] [--markdown]
 restore losses NAME            # full description of one entry
+restore models [--task TASK] [--markdown]
+restore models NAME            # spec, parameters and documentation of one model
 """
 
 from __future__ import annotations
@@ -32,8 +34,28 @@ def _losses_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _models_command(args: argparse.Namespace) -> int:
+    import restore.models as models
+    from restore.models import table
+
+    if args.name:
+        try:
+            print(models.describe(args.name))
+        except KeyError as err:
+            print(f"restore models: {err.args[0]}", file=sys.stderr)
+            return 2
+        return 0
+    records = table.rows(task=args.task)
+    print(table.format_markdown(records, (*table.COLUMNS, "summary")) if args.markdown
+          else table.format_text(records, table.COLUMNS))
+    if not args.markdown:
+        print(f"\n{len(records)} models. `restore models NAME` describes one.")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from losses.registry import KINDS, MODALITIES
+    from restore.models.registry import TASKS
 
     parser = argparse.ArgumentParser(prog="restore", description="Restore images and audio.")
     parser.add_argument("--version", action="version", version=f"restore {__version__}")
@@ -44,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", choices=KINDS, help="only entries of this kind")
     p.add_argument("--markdown", action="store_true", help="print a markdown table")
     p.set_defaults(func=_losses_command)
+    p = sub.add_parser("models", help="list the model registry (or describe one model)")
+    p.add_argument("name", nargs="?", help="a model to describe")
+    p.add_argument("--task", choices=TASKS, help="only models for this task")
+    p.add_argument("--markdown", action="store_true", help="print a markdown table")
+    p.set_defaults(func=_models_command)
     return parser
 
 

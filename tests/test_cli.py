@@ -54,6 +54,22 @@ def test_losses_filters_and_describe(capsys):
     assert "Did you mean 'ssim'" in capsys.readouterr().err
 
 
+def test_models_lists_the_registry_and_describes_one(capsys):
+    import restore.models as models
+
+    assert main(["models", "--task", "sr"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:4] == ["name", "task", "scale", "parameters"]
+    rows = {line.split()[0]: line.split() for line in lines[2:] if line.strip() and "models." not in line}
+    assert set(rows) == set(models.available("sr"))
+    assert rows["rrdbnet"][1:4] == ["sr", "4", "16.70M"]
+    assert main(["models", "nafnet"]) == 0
+    out = capsys.readouterr().out
+    assert "task: deblur" in out and "width = 32" in out
+    assert main(["models", "rrdbnett"]) == 2
+    assert "Did you mean 'rrdbnet'" in capsys.readouterr().err
+
+
 def test_console_script_runs_as_module():
     result = subprocess.run(
         [sys.executable, "-m", "restore", "losses", "--kind", "weighting"],
@@ -72,7 +88,9 @@ def test_readme_loss_table_is_generated_from_the_registry():
 
 def test_importing_losses_does_not_import_heavy_dependencies():
     code = (
-        "import sys, losses, restore; print(any(m in sys.modules for m in ('lpips', 'torchaudio', 'kornia')))"
+        "import sys, losses, restore, restore.models, restore.data, restore.io, restore.degrade; "
+        "heavy = ('lpips', 'torchaudio', 'kornia', 'spandrel', 'cv2', 'torchvision'); "
+        "print([m for m in heavy if m in sys.modules])"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert result.stdout.strip() == "False"
+    assert result.stdout.strip() == "[]"

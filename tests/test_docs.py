@@ -32,3 +32,31 @@ def test_adding_an_entry_example_registers_a_working_loss():
         assert "log(cosh(pred - target))" in losses.describe("log_cosh")
     finally:
         registry._REGISTRY.pop("log_cosh", None)
+
+
+MODELS_DOC = DOC.parent / "models.md"
+
+
+def test_adding_an_architecture_example_registers_a_working_model():
+    import restore.models as models
+    from restore.models import registry as model_registry
+
+    models.available()  # built-ins first, so the example is added to a loaded registry
+    text = MODELS_DOC.read_text().split("## Adding an architecture", 1)[1]
+    code = text.split("```python", 1)[1].split("```", 1)[0]
+    exec(compile(code, str(MODELS_DOC), "exec"), {})
+    try:
+        net = models.build("tiny_sr", scale=3)
+        assert net.spec.scale == 3 and net.spec.summary.startswith("Two convs and a pixel shuffle")
+        assert net(torch.rand(1, 3, 5, 7)).shape == (1, 3, 15, 21)
+    finally:
+        model_registry._REGISTRY.pop("tiny_sr", None)
+
+
+def test_models_doc_table_is_generated_from_the_registry():
+    from restore.models import table as model_table
+
+    block = MODELS_DOC.read_text().split(model_table.START, 1)[1].split(model_table.END, 1)[0].strip()
+    assert block == model_table.markdown_table(), (
+        "docs/models.md table is stale: run `python -m restore.models.table docs/models.md`"
+    )
