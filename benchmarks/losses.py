@@ -55,7 +55,7 @@ def image_cases(device: str):
         {
             "kornia": lambda a, b: kornia.losses.ssim_loss(a, b, window_size=11),
             "pytorch-msssim": lambda a, b: 1 - pytorch_msssim.ssim(a, b, data_range=1.0),
-            "piq": lambda a, b: piq.SSIMLoss(data_range=1.0)(a, b),
+            "piq": piq.SSIMLoss(data_range=1.0).to(device),
         },
         pred,
         target,
@@ -67,7 +67,7 @@ def image_cases(device: str):
         {
             "kornia": kornia_ms,
             "pytorch-msssim": lambda a, b: 1 - pytorch_msssim.ms_ssim(a, b, data_range=1.0),
-            "piq": lambda a, b: piq.MultiScaleSSIMLoss(data_range=1.0)(a, b),
+            "piq": piq.MultiScaleSSIMLoss(data_range=1.0).to(device),
         },
         pred,
         target,
@@ -145,9 +145,11 @@ def main() -> None:
     )
     parser.add_argument("--no-write", action="store_true", help="print only; do not touch docs/benchmarks.md")
     args = parser.parse_args()
-    table = run(args.device, args.repeats)
-    if not args.no_write:
-        write_section("losses", "## Losses: forward+backward against peers\n\n" + table)
+    for device in args.device:
+        table = run([device], args.repeats)
+        if not args.no_write:
+            title = f"## Losses: forward+backward against peers ({device})\n\n"
+            write_section(f"losses-{device}", title + table)
 
 
 if __name__ == "__main__":

@@ -6,9 +6,11 @@ For each model (registered default configuration, inference, no grad) and device
 - ``bf16 CL``: channels_last under ``torch.autocast(dtype=bfloat16)``;
 - ``fp16 CL`` (CUDA only): channels_last under fp16 autocast.
 Throughput is output megapixels per second; the ratio column is each mode over the fp32 baseline
-of the same model in the same run. Peak memory: CUDA ``max_memory_allocated`` above the model's
-weights; on CPU, the peak resident-set growth over one forward, in a fresh child process
-(spawned, not forked: a forked child of a process that has used OpenMP can hang).
+of the same model in the same run; "rel. error" is ||out - out_fp32|| / ||out_fp32|| (random weights),
+a check of the spec's supports_fp16 / supports_bf16 flags. Peak memory: CUDA
+``max_memory_allocated`` above the model's weights; on CPU, the peak resident-set growth over one
+forward after a warm-up (Linux VmHWM reset through /proc/self/clear_refs), in a fresh spawned child
+(a forked child of a process that has used OpenMP can hang).
 
     python benchmarks/models.py [--device cpu cuda] [--size 64] [--batch 1] [--repeats 3]
 """
@@ -16,8 +18,6 @@ weights; on CPU, the peak resident-set growth over one forward, in a fresh child
 from __future__ import annotations
 
 import argparse
-import os
-import resource
 import sys
 from contextlib import nullcontext
 from multiprocessing import get_context
@@ -62,16 +62,23 @@ def prepare(name: str, mode: str, batch: int, size: int, device: str):
     return model, inputs, forward
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def _status_mb(field: str) -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"{field} not in /proc/self/status")
 
 
-def _cpu_peak_child(name: str, mode: str, batch: int, size: int, queue) -> None:
+def _cpu_peak_child(name: str, mode: str, batch: int, size: int, threads: int, queue) -> None:
+    torch.set_num_threads(threads)
     _, _, forward = prepare(name, mode, batch, size, "cpu")
-    before = _rss_bytes()
+    forward()  # warm-up: one-time allocations (oneDNN primitives, caches) are not the forward's peak
+    before = _status_mb("VmRSS")
+    with open("/proc/self/clear_refs", "w") as f:  # reset the peak RSS (VmHWM) to the current RSS
+        f.write("5")
     forward()
-    queue.put(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before)
+    queue.put(_status_mb("VmHWM") - before)
 
 
 def peak_memory_mb(name: str, mode: str, batch: int, size: int, device: str) -> float:
@@ -85,10 +92,10 @@ def peak_memory_mb(name: str, mode: str, batch: int, size: int, device: str) -> 
         return (torch.cuda.max_memory_allocated() - base) / 2**20
     ctx = get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_cpu_peak_child, args=(name, mode, batch, size, queue))
+    proc = ctx.Process(target=_cpu_peak_child, args=(name, mode, batch, size, torch.get_num_threads(), queue))
     proc.start()
     proc.join()
-    return max(queue.get(), 0) / 2**20 if proc.exitcode == 0 else float("nan")
+    return max(queue.get(), 0.0) if proc.exitcode == 0 else float("nan")
 
 
 def run(devices: list[str], size: int, batch: int, repeats: int, names: list[str]) -> str:
@@ -99,14 +106,20 @@ def run(devices: list[str], size: int, batch: int, repeats: int, names: list[str
             f"### {device}: input {batch}x3x{size}x{size}",
             "",
             "| model | params | " + " | ".join(f"{m} MP/s" for m in modes) + " | "
-            + " | ".join(f"{m} / fp32" for m in modes[1:]) + " | peak MB (" + ", ".join(modes) + ") |",
-            "|---|---|" + "---|" * (2 * len(modes) - 1) + "---|",
+            + " | ".join(f"{m} / fp32" for m in modes[1:]) + " | peak MB (" + ", ".join(modes) + ") | "
+            + "rel. error (" + ", ".join(modes[2:]) + ") |",
+            "|---|---|" + "---|" * (2 * len(modes) - 1) + "---|---|",
         ]
         for name in names:
-            throughput, peaks = {}, {}
+            throughput, peaks, errors = {}, {}, {}
+            reference = None
             for mode in modes:
+                torch.manual_seed(0)  # same random weights in every mode
                 model, inputs, forward = prepare(name, mode, batch, size, device)
                 out = forward()
+                if reference is None:
+                    reference = out.float()
+                errors[mode] = float((out.float() - reference).norm() / reference.norm().clamp_min(1e-12))
                 ms = median_ms(forward, device, repeats, warmup=1)
                 throughput[mode] = out.shape[0] * out.shape[-1] * out.shape[-2] / 1e6 / (ms / 1000)
                 peaks[mode] = peak_memory_mb(name, mode, batch, size, device)
@@ -116,7 +129,8 @@ def run(devices: list[str], size: int, batch: int, repeats: int, names: list[str
             row = (
                 f"| {name} | {params:.2f}M | " + " | ".join(f"{throughput[m]:.2f}" for m in modes) + " | "
                 + " | ".join(f"{throughput[m] / base:.2f}" for m in modes[1:]) + " | "
-                + ", ".join(f"{peaks[m]:.0f}" for m in modes) + " |"
+                + ", ".join(f"{peaks[m]:.0f}" for m in modes) + " | "
+                + ", ".join(f"{errors[m]:.1e}" for m in modes[2:]) + " |"
             )
             print(row, flush=True)
             lines.append(row)

@@ -33,17 +33,25 @@ def gaussian_window(size: int, sigma: float, device: torch.device | None = None)
 
 
 def _blur(x: torch.Tensor, window: torch.Tensor, padding: str, stride: int = 1) -> torch.Tensor:
-    """Separable gaussian blur of every channel of ``x`` ``(N, C, H, W)``.
+    """Separable gaussian blur of every channel of ``x`` ``(N, C, H, W)``: two depthwise convolutions.
 
-    A depthwise convolution per direction in ``channels_last`` layout: measured about 2x faster
-    on CPU than the default layout and 9x faster than folding channels into the batch.
+    The layout follows the device. On CPU, ``channels_last`` is about 2x faster than the default
+    layout (and 9x faster than folding channels into the batch). On CUDA, contiguous input with
+    contiguous weights reaches PyTorch's native depthwise kernel, 2x faster forward+backward on an
+    H100 than cuDNN's channels_last path with its layout transforms.
     """
     c, k = x.shape[1], window.numel()
     if padding == "same":
         x = F.pad(x, (k // 2, k // 2, k // 2, k // 2), mode="reflect")
-    x = x.contiguous(memory_format=torch.channels_last)
-    x = F.conv2d(x, window.view(1, 1, k, 1).expand(c, 1, k, 1), stride=(stride, 1), groups=c)
-    return F.conv2d(x, window.view(1, 1, 1, k).expand(c, 1, 1, k), stride=(1, stride), groups=c)
+    vertical, horizontal = window.view(1, 1, k, 1), window.view(1, 1, 1, k)
+    if x.device.type == "cpu":
+        x = x.contiguous(memory_format=torch.channels_last)
+        vertical, horizontal = vertical.expand(c, 1, k, 1), horizontal.expand(c, 1, 1, k)
+    else:
+        x = x.contiguous()
+        vertical, horizontal = vertical.repeat(c, 1, 1, 1), horizontal.repeat(c, 1, 1, 1)
+    x = F.conv2d(x, vertical, stride=(stride, 1), groups=c)
+    return F.conv2d(x, horizontal, stride=(1, stride), groups=c)
 
 
 def _ssim_and_cs(

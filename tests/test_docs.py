@@ -60,3 +60,18 @@ def test_models_doc_table_is_generated_from_the_registry():
     assert block == model_table.markdown_table(), (
         "docs/models.md table is stale: run `python -m restore.models.table docs/models.md`"
     )
+
+
+def test_data_doc_example_makes_reproducible_pairs():
+    doc = DOC.parent / "data.md"
+    code = doc.read_text().split("```python", 1)[1].split("```", 1)[0]
+    first: dict = {}
+    exec(compile(code, str(doc), "exec"), first)
+    assert first["hr"].shape == (4, 3, 64, 64)
+    assert first["lq"].shape == first["lq_bicubic"].shape == (4, 3, 16, 16)
+    coverage = first["masks"].mean(dim=(1, 2, 3))
+    assert ((coverage >= 0.1) & (coverage <= 0.4)).all()
+    second: dict = {}
+    exec(compile(code, str(doc), "exec"), second)
+    for name in ("hr", "lq", "masks"):
+        assert torch.equal(first[name], second[name]), name

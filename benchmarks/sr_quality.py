@@ -1,0 +1,181 @@
+"""Quality per FLOP of the small super-resolution candidates for CPU defaults (x4, bicubic).
+
+Each candidate trains for the same wall-clock budget on one CPU thread (L1, Adam, cosine decay over
+the budget) on random 96 px crops of ../shared/data/images/BSDS500_train degraded with MATLAB
+bicubic, then is evaluated on Set5 and Set14 with the standard SR protocol: PSNR on the Y channel
+(BT.601, as MATLAB's rgb2ycbcr) of 8-bit outputs with a 4-pixel border cropped. Bicubic upscaling of
+the same LR files is the baseline row. GFLOPs are counted per output megapixel with
+``torch.utils.flop_counter``; CPU throughput is float32 channels_last at 64x64 input.
+
+    python benchmarks/sr_quality.py [--minutes 8] [--models compact_tiny edsr_tiny swinir_tiny]
+
+Candidates run in parallel processes, one thread each. This is a benchmark for choosing the
+architecture of a bundled CPU model, not its training recipe (that is recipes/ with the trainer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from multiprocessing import get_context
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import restore.models as models  # noqa: E402
+from benchmarks.report import write_section  # noqa: E402
+from restore.data import CleanImageFolder, PairedImageFolder  # noqa: E402
+from restore.degrade import imresize  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data" / "images"
+SCALE = 4
+CANDIDATES = ("compact_tiny", "edsr_tiny", "swinir_tiny", "compact")
+
+
+def rgb_to_y(x: torch.Tensor) -> torch.Tensor:
+    """(N,3,H,W) in [0,1] -> Y (N,1,H,W) in [16,235]/255, MATLAB rgb2ycbcr."""
+    r, g, b = x[:, 0:1], x[:, 1:2], x[:, 2:3]
+    return (16.0 + 65.481 * r + 128.553 * g + 24.966 * b) / 255.0
+
+
+def psnr_y(pred: torch.Tensor, target: torch.Tensor, border: int) -> float:
+    """PSNR (dB) on Y of 8-bit-rounded images, ``border`` pixels cropped."""
+    pred = (pred.clamp(0, 1) * 255).round() / 255
+    py, ty = rgb_to_y(pred.double()), rgb_to_y(target.double())
+    if border:
+        py, ty = py[..., border:-border, border:-border], ty[..., border:-border, border:-border]
+    mse = F.mse_loss(py, ty)
+    return float(10 * torch.log10(1.0 / mse))
+
+
+def evaluate(upscale, dataset_name: str) -> float:
+    data = PairedImageFolder(DATA / dataset_name, scale=SCALE)
+    scores = []
+    with torch.inference_mode():
+        for item in data:
+            scores.append(psnr_y(upscale(item["input"][None]), item["target"][None], SCALE))
+    return sum(scores) / len(scores)
+
+
+def gflops_per_output_mp(model: torch.nn.Module) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.rand(1, 3, 64, 64)
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        out = model(x)
+    return counter.get_total_flops() / (out.shape[-1] * out.shape[-2]) * 1e6 / 1e9
+
+
+def cpu_mp_per_s(model: torch.nn.Module) -> float:
+    model = model.to(memory_format=torch.channels_last)
+    x = torch.rand(1, 3, 64, 64).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        model(x)
+        start, n = time.perf_counter(), 0
+        while time.perf_counter() - start < 2.0:
+            model(x)
+            n += 1
+    return n * (64 * SCALE) ** 2 / 1e6 / (time.perf_counter() - start)
+
+
+def train_and_score(name: str, minutes: float, queue) -> None:
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = models.build(name, scale=SCALE).train()
+    train = CleanImageFolder(DATA / "BSDS500_train", patch_size=96, scale=SCALE, seed=0, cache=True)
+    loader = torch.utils.data.DataLoader(train, batch_size=16, shuffle=True, drop_last=True)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.99))
+    budget, start, steps, epoch = minutes * 60, time.perf_counter(), 0, 0
+    while time.perf_counter() - start < budget:
+        train.set_epoch(epoch)
+        for batch in loader:
+            elapsed = time.perf_counter() - start
+            if elapsed >= budget:
+                break
+            for group in optimizer.param_groups:  # cosine decay over the wall-clock budget
+                group["lr"] = 1e-3 * 0.5 * (1 + math.cos(math.pi * elapsed / budget))
+            hr = batch["target"]
+            lr = imresize(hr, scale=1 / SCALE)
+            loss = F.l1_loss(model(lr), hr)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            steps += 1
+        epoch += 1
+    model.eval()
+    queue.put(
+        {
+            "name": name,
+            "params": sum(p.numel() for p in model.parameters()),
+            "steps": steps,
+            "gflops": gflops_per_output_mp(model),
+            "mps": cpu_mp_per_s(model),
+            "set5": evaluate(model, "Set5"),
+            "set14": evaluate(model, "Set14"),
+        }
+    )
+
+
+def bicubic_row() -> dict:
+    def up(x: torch.Tensor) -> torch.Tensor:
+        return imresize(x, scale=SCALE)
+
+    scores = {"set5": evaluate(up, "Set5"), "set14": evaluate(up, "Set14")}
+    return {"name": "bicubic (MATLAB)", "params": 0, "steps": 0, "gflops": 0.0, "mps": float("nan"), **scores}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--minutes", type=float, default=8.0, help="training budget per candidate")
+    parser.add_argument("--models", nargs="+", default=list(CANDIDATES))
+    parser.add_argument("--parallel", type=int, default=2, help="candidates trained at once (1 thread each)")
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    if not (DATA / "BSDS500_train").is_dir():
+        sys.exit(f"needs {DATA} (BSDS500_train, Set5, Set14)")
+    ctx = get_context("spawn")
+    queue = ctx.Queue()
+    results, pending = [bicubic_row()], list(args.models)
+    running: dict[str, object] = {}
+    while pending or running:
+        while pending and len(running) < args.parallel:
+            name = pending.pop(0)
+            running[name] = ctx.Process(target=train_and_score, args=(name, args.minutes, queue))
+            running[name].start()
+        result = queue.get()
+        running.pop(result["name"]).join()
+        results.append(result)
+        print(result, flush=True)
+    lines = [
+        f"Training budget {args.minutes:g} min per model on 1 CPU thread (BSDS500_train, 96 px crops, "
+        "batch 16, L1, Adam 1e-3 with cosine decay); PSNR-Y (dB) on 8-bit outputs, border 4. GFLOPs per "
+        "output megapixel; CPU MP/s: float32 channels_last, 1 thread, 64 px input. Seed 0; one run each.",
+        "",
+        "| model | params | steps | GFLOPs / MP | CPU MP/s | Set5 x4 | Set14 x4 | Set5 gain / GFLOP |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    base = results[0]
+    for r in results:
+        per_flop = (r["set5"] - base["set5"]) / r["gflops"] if r["gflops"] else float("nan")
+        lines.append(
+            f"| {r['name']} | {r['params'] / 1e3:.0f}k | {r['steps']} | {r['gflops']:.1f} | {r['mps']:.2f} | "
+            f"{r['set5']:.2f} | {r['set14']:.2f} | {per_flop:.3f} |"
+        )
+    table = "\n".join(lines)
+    print(table)
+    if not args.no_write:
+        title = "## Small SR networks: quality per FLOP (CPU training budget)\n\n"
+        write_section("sr-quality-cpu", title + table)
+
+
+if __name__ == "__main__":
+    main()
