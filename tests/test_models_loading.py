@@ -29,17 +29,54 @@ def test_safetensors_round_trip_rebuilds_the_same_model(tmp_path):
     assert [p.name for p in (tmp_path / "sub").iterdir()] == ["edsr.safetensors"]  # no temp file left
 
 
-def test_published_pth_with_params_ema_loads_through_spandrel(tmp_path):
+def test_published_pth_with_params_ema_loads_into_our_rrdbnet(tmp_path):
     # Real-ESRGAN / BasicSR releases nest the weights under "params_ema".
     torch.manual_seed(0)
     net = models.build("rrdbnet_small", scale=2, num_block=2)
     path = tmp_path / "RealESRGAN_x2_small.pth"
     torch.save({"params_ema": net.state_dict(), "params": {}}, path)
     loaded = models.load(path)
-    assert loaded.spec.name == "spandrel:ESRGAN"
-    assert loaded.spec.scale == 2 and loaded.spec.size_multiple == 4 and loaded.spec.task == "sr"
-    assert loaded.spec.supports_bf16 and loaded.spec.supports_fp16
+    assert type(loaded) is type(net) and loaded.spec.name == "rrdbnet"
+    assert loaded.spec.scale == 2 and loaded.spec.size_multiple == 2 and loaded.spec.task == "sr"
+    assert loaded.config["num_feat"] == 32 and loaded.config["num_block"] == 2
     outputs_equal(net, loaded, torch.rand(1, 3, 8, 12))
+
+
+@pytest.mark.parametrize(
+    ("name", "overrides", "registered"),
+    [
+        ("compact_tiny", {"scale": 2}, "compact"),
+        ("swinir_tiny", {"scale": 3}, "swinir_light"),
+        ("nafnet_small", {}, "nafnet"),
+    ],
+)
+def test_spandrel_detected_weights_of_our_architectures_load_into_ours(tmp_path, name, overrides, registered):
+    torch.manual_seed(0)
+    net = models.build(name, **overrides).eval()
+    path = tmp_path / f"{name}.pth"
+    torch.save(net.state_dict(), path)
+    loaded = models.load(path)
+    assert type(loaded) is type(net) and loaded.spec.name == registered
+    for key in ("scale", "num_feat", "num_conv", "embed_dim", "depths", "width", "enc_blk_nums"):
+        if key in net.config:
+            assert loaded.config[key] == net.config[key], key
+    outputs_equal(net, loaded, torch.rand(1, 3, 16, 16))
+    resaved = models.load(models.save(loaded, tmp_path / "converted.safetensors"))  # .pth -> ours
+    outputs_equal(net, resaved, torch.rand(1, 3, 16, 16))
+
+
+def test_architectures_we_do_not_implement_come_back_as_spandrel_modules(tmp_path):
+    from spandrel.architectures.DnCNN import DnCNN
+
+    torch.manual_seed(0)
+    theirs = DnCNN(in_nc=3, out_nc=3, nc=16, nb=4).eval()
+    path = tmp_path / "dncnn.pth"
+    torch.save(theirs.state_dict(), path)
+    loaded = models.load(path)
+    assert loaded.spec.name == "spandrel:DnCNN" and loaded.spec.scale == 1 and loaded.spec.in_channels == 3
+    outputs_equal(theirs, loaded, torch.rand(1, 3, 16, 16))
+    with pytest.raises(TypeError, match="only models made by restore.models.build"):
+        models.save(loaded, tmp_path / "dncnn.safetensors")
 
 
 def test_third_party_safetensors_without_metadata_goes_through_spandrel(tmp_path):
@@ -48,7 +85,7 @@ def test_third_party_safetensors_without_metadata_goes_through_spandrel(tmp_path
     path = tmp_path / "realesr-small.safetensors"
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
     loaded = models.load(path)
-    assert loaded.spec.name == "spandrel:Compact" and loaded.spec.scale == 4
+    assert loaded.spec.name == "compact" and loaded.spec.scale == 4
     outputs_equal(net, loaded, torch.rand(1, 3, 10, 10))
 
 
@@ -108,3 +145,19 @@ def test_only_registered_models_can_be_saved(tmp_path):
         models.save(torch.nn.Conv2d(3, 3, 3), tmp_path / "conv.safetensors")
     with pytest.raises(ValueError, match=r"saved as \.safetensors"):
         models.save(models.build("compact_tiny"), tmp_path / "net.pth")
+
+
+def test_big_lama_weights_detected_by_spandrel_load_into_our_lama():
+    from spandrel import ModelLoader
+
+    from restore.models.loading import _as_ours
+
+    torch.manual_seed(0)
+    net = models.build("lama").eval()
+    state = net.state_dict()
+    ours = _as_ours(ModelLoader().load_from_state_dict(state), state)
+    assert type(ours) is type(net) and ours.spec.name == "lama" and ours.spec.inputs == ("image", "mask")
+    image, mask = torch.rand(1, 3, 32, 32), torch.zeros(1, 1, 32, 32)
+    mask[..., 8:20, 8:24] = 1
+    with torch.no_grad():
+        torch.testing.assert_close(ours.eval()(image, mask), net(image, mask), rtol=0, atol=1e-6)

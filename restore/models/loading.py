@@ -4,7 +4,10 @@
   config, so :func:`load` rebuilds exactly that model with no other information.
 - :func:`load` reads ``.safetensors`` and ``.pth``/``.pt``/``.ckpt``/``.bin``. Files without our
   metadata (published ESRGAN, Real-ESRGAN, SwinIR, NAFNet, LaMa... weights) go through spandrel,
-  which detects the architecture, scale and half-precision support from the state dict.
+  which detects the architecture, scale and half-precision support from the state dict. When the
+  architecture is one of ours (RRDBNet, SRVGGNetCompact, SwinIR, NAFNet, LaMa) the weights are
+  loaded into our implementation; other architectures come back as spandrel's module with a spec
+  built from its descriptor.
 - Pickled files are read with ``torch.load(weights_only=True)``: tensors and plain containers only,
   never arbitrary code.
 """
@@ -151,6 +154,62 @@ def spec_from_descriptor(descriptor: Any) -> ModelSpec:
     )
 
 
+def _our_config(descriptor: Any) -> tuple[str, dict[str, Any]] | None:
+    """The registered model and config equivalent to a spandrel-detected one, if we have it."""
+    arch = descriptor.architecture.id
+    hp = getattr(descriptor.model, "hyperparameters", {})
+    if arch == "ESRGAN" and not hp.get("plus") and hp.get("upsampler") == "upconv" and hp.get("norm") is None:
+        return "rrdbnet", {
+            "scale": int(descriptor.scale),
+            "num_in_ch": int(descriptor.input_channels),
+            "num_out_ch": int(descriptor.output_channels),
+            "num_feat": hp["num_filters"],
+            "num_block": hp["num_blocks"],
+        }
+    if arch == "Compact":
+        keys = ("num_in_ch", "num_out_ch", "num_feat", "num_conv", "act_type")
+        return "compact", {"scale": hp["upscale"], **{k: hp[k] for k in keys}}
+    if arch == "SwinIR":
+        defaults = {"patch_size": 1, "qkv_bias": True, "qk_scale": None, "ape": False, "patch_norm": True,
+                    "start_unshuffle": 1}
+        if any(hp.get(k, v) != v for k, v in defaults.items()):
+            return None
+        keys = ("embed_dim", "depths", "num_heads", "window_size", "mlp_ratio", "upsampler",
+                "resi_connection", "img_size", "img_range")
+        config = {"scale": hp["upscale"], "in_channels": hp["in_chans"], "drop_path_rate": 0.0}
+        return "swinir_light", {**config, **{k: hp[k] for k in keys}}
+    if arch == "NAFNet":
+        keys = ("img_channel", "width", "middle_blk_num", "enc_blk_nums", "dec_blk_nums")
+        return "nafnet", {k: hp[k] for k in keys}
+    if arch == "LaMa":
+        return "lama", {"in_channels": hp["in_nc"] - 1, "out_channels": hp["out_nc"]}
+    return None
+
+
+def _as_ours(descriptor: Any, state: dict[str, torch.Tensor]) -> nn.Module | None:
+    """Our implementation of a spandrel-detected model with its weights, or None.
+
+    Ours runs the numerically fragile parts in float32 under autocast (LaMa's FFTs, NAFNet's
+    layer norm, SwinIR's softmax), carries a full spec and can be saved with :func:`save`. The
+    weights are taken as found in the file or as spandrel canonicalised them, whichever fits.
+    """
+    found = _our_config(descriptor)
+    if found is None:
+        return None
+    name, config = found
+    try:
+        model = build(name, **config)
+    except (KeyError, TypeError, ValueError):
+        return None
+    for candidate in (state, descriptor.model.state_dict()):
+        try:
+            model.load_state_dict(candidate, strict=True)
+        except RuntimeError:
+            continue
+        return model
+    return None
+
+
 def _load_with_spandrel(state: dict[str, torch.Tensor], path: Path) -> nn.Module:
     from spandrel import ModelLoader, UnsupportedModelError
 
@@ -161,6 +220,9 @@ def _load_with_spandrel(state: dict[str, torch.Tensor], path: Path) -> nn.Module
             f"{path}: no known architecture matches these weights ({len(state)} tensors, first key "
             f"{next(iter(state), '<none>')!r}); neither restore's metadata nor spandrel recognised them"
         ) from err
+    ours = _as_ours(descriptor, state)
+    if ours is not None:
+        return ours
     model = descriptor.model
     model.spec = spec_from_descriptor(descriptor)
     model.config = {}
