@@ -7,10 +7,10 @@ For each model (registered default configuration, inference, no grad) and device
 - ``fp16 CL`` (CUDA only): channels_last under fp16 autocast.
 Throughput is output megapixels per second; the ratio column is each mode over the fp32 baseline
 of the same model in the same run; "rel. error" is ||out - out_fp32|| / ||out_fp32|| (random weights),
-a check of the spec's supports_fp16 / supports_bf16 flags. Peak memory: CUDA
-``max_memory_allocated`` above the model's weights; on CPU, the peak resident-set growth over one
-forward after a warm-up (Linux VmHWM reset through /proc/self/clear_refs), in a fresh spawned child
-(a forked child of a process that has used OpenMP can hang).
+a check of the spec's supports_fp16 / supports_bf16 flags. Peak memory of building the model and
+one forward, weights included: CUDA ``max_memory_allocated``; CPU, the peak resident-set growth
+(Linux VmHWM, reset through /proc/self/clear_refs) in a fresh spawned child (a forked child of a
+process that has used OpenMP can hang).
 
     python benchmarks/models.py [--device cpu cuda] [--size 64] [--batch 1] [--repeats 3]
 """
@@ -72,21 +72,21 @@ def _status_mb(field: str) -> float:
 
 def _cpu_peak_child(name: str, mode: str, batch: int, size: int, threads: int, queue) -> None:
     torch.set_num_threads(threads)
-    _, _, forward = prepare(name, mode, batch, size, "cpu")
-    forward()  # warm-up: one-time allocations (oneDNN primitives, caches) are not the forward's peak
     before = _status_mb("VmRSS")
     with open("/proc/self/clear_refs", "w") as f:  # reset the peak RSS (VmHWM) to the current RSS
         f.write("5")
+    _, _, forward = prepare(name, mode, batch, size, "cpu")
     forward()
     queue.put(_status_mb("VmHWM") - before)
 
 
 def peak_memory_mb(name: str, mode: str, batch: int, size: int, device: str) -> float:
+    """Peak memory of building the model and running one forward (weights included), in MB."""
     if device == "cuda":
-        model, _, forward = prepare(name, mode, batch, size, device)
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
+        _, _, forward = prepare(name, mode, batch, size, device)
         forward()
         torch.cuda.synchronize()
         return (torch.cuda.max_memory_allocated() - base) / 2**20
