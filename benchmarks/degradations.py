@@ -170,6 +170,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5, help="untimed batches first (new shapes cost more)")
     parser.add_argument("--device", nargs="+", default=["cpu", "cuda"])
     parser.add_argument("--no-write", action="store_true", help="print the table only")
+    parser.add_argument("--section", default="degradations", help="docs/benchmarks.md section to (re)write")
     args = parser.parse_args()
 
     import cv2
@@ -200,7 +201,8 @@ def main() -> None:
             print(rows[-1], flush=True)
     markdown = "\n".join(
         [
-            "## Degradations: Real-ESRGAN second-order pipeline",
+            f"## Degradations: Real-ESRGAN second-order pipeline ({', '.join(args.device)}, "
+            f"{torch.get_num_threads()} CPU threads)",
             "",
             f"Machine: {machine()}, cv2 {cv2.__version__} with {cv2.getNumThreads()} threads. "
             f"Median of {args.repeats} batches (ours, after {args.warmup} untimed) and "
@@ -218,7 +220,7 @@ def main() -> None:
     )
     print(markdown)
     if not args.no_write:
-        write_section("degradations", markdown)
+        write_section(args.section, markdown)
 
 
 if __name__ == "__main__":
