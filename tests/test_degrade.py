@@ -371,9 +371,10 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float(10 * np.log10(1.0 / np.mean((a - b) ** 2)))
 
 
-def test_jpeg_close_to_pil_at_the_same_quality():
-    """Measured on these three 100x76 crops (not multiples of 16: checks the padding): PSNR(ours, PIL)
-    40.8-48.1 dB, 7.5-10.5 dB above PIL's own PSNR to the clean image; ours degrades 0.6-0.9 dB less."""
+def test_jpeg_matches_pil_at_the_same_quality():
+    """PIL (libjpeg, 4:2:0) at the same quality on three 100x76 crops (not multiples of 16: checks the
+    padding). Measured: PSNR(ours, PIL) 43.0-50.9 dB, 9.2-15.8 dB above PIL's own PSNR to the clean
+    image, 50-87% of the values identical, and the same distance to the clean image within 0.06 dB."""
     import skimage.data
     from PIL import Image
 
@@ -391,10 +392,26 @@ def test_jpeg_close_to_pil_at_the_same_quality():
             Image.fromarray(image).save(buffer, format="JPEG", quality=q)
             pil = np.asarray(Image.open(io.BytesIO(buffer.getvalue()))).astype(np.float64) / 255
             clean = image / 255.0
-            # our difference from PIL is under half (RMS) of PIL's own JPEG error
-            assert _psnr(ours[i], pil) - _psnr(clean, pil) > 6.0
-            # and both degrade the clean image by about the same amount
-            assert abs(_psnr(clean, ours[i]) - _psnr(clean, pil)) < 1.5
+            # our difference from PIL is a small fraction of PIL's own JPEG error
+            assert _psnr(ours[i], pil) - _psnr(clean, pil) > 8.0, (q, i)
+            assert np.mean(np.abs(ours[i] - pil) < 0.5 / 255) > 0.45, (q, i)  # same 8-bit value
+            # and both degrade the clean image by the same amount
+            assert abs(_psnr(clean, ours[i]) - _psnr(clean, pil)) < 0.15, (q, i)
+
+
+def test_jpeg_codec_pieces_match_the_standard():
+    from restore.degrade.jpeg_codec import dct_matrix, quantization_tables
+
+    d = dct_matrix(torch.device("cpu"), torch.float64)
+    torch.testing.assert_close(d @ d.T, torch.eye(8, dtype=torch.float64))  # orthonormal DCT-II
+    scipy_fft = pytest.importorskip("scipy.fft")
+    block = np.random.default_rng(0).uniform(-128, 127, (8, 8))
+    expected = scipy_fft.dctn(block, type=2, norm="ortho")
+    np.testing.assert_allclose((d @ torch.from_numpy(block) @ d.T).numpy(), expected, atol=1e-9)
+    luma, chroma = quantization_tables(torch.tensor([50.0, 100.0, 10.0]))
+    assert luma[0, ..., 0, 0].item() == 16 and chroma[0, ..., 0, 0].item() == 17  # quality 50: the tables
+    assert luma[1].max().item() == 1  # quality 100: all ones
+    assert luma[2, ..., 0, 0].item() == 80 and luma[2].max().item() == 255  # quality 10: scale 500, clamped
 
 
 def test_jpeg_per_sample_quality_and_range():
@@ -519,3 +536,11 @@ def test_realesrgan_outputs_8bit_levels_and_follows_its_config():
     batch = per.apply(hr[:3], params, torch.Generator().manual_seed(6))
     assert batch.shape == (3, 3, 16, 16)
     assert len(set(params["scale1"].tolist())) > 1
+
+
+def test_motion_kernels_agree_with_kornia_on_axis_aligned_lines():
+    kornia = pytest.importorskip("kornia")
+    angles = torch.tensor([0.0, 90.0, 180.0, 270.0])
+    theirs = kornia.filters.get_motion_kernel2d(7, angles, torch.zeros(4))
+    ours = motion_kernels(torch.full((4,), 7.0), angles, size=7)
+    torch.testing.assert_close(ours, theirs, atol=1e-6, rtol=0)

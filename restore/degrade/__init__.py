@@ -8,7 +8,7 @@
 
 Every random choice is drawn per sample from the given ``torch.Generator``, so a batch is
 reproducible and the work runs where the tensors are. Modules load lazily: importing this package
-does not import kornia.
+does not import kornia (none of the degradations needs it).
 """
 
 from .blur import (
