@@ -35,21 +35,10 @@ MODES = {"fp32": (False, None), "fp32 CL": (True, None), "bf16 CL": (True, torch
          "fp16 CL": (True, torch.float16)}
 
 
-def make_inputs(spec: models.ModelSpec, batch: int, size: int, device: str) -> tuple[torch.Tensor, ...]:
-    gen = torch.Generator().manual_seed(0)
-    size = -(-size // spec.size_multiple) * spec.size_multiple
-    image = torch.rand(batch, spec.in_channels, size, size, generator=gen)
-    if "mask" in spec.inputs:
-        mask = torch.zeros(batch, 1, size, size)
-        mask[..., size // 4 : size // 2, size // 4 : 3 * size // 4] = 1
-        return image.to(device), mask.to(device)
-    return (image.to(device),)
-
-
 def prepare(name: str, mode: str, batch: int, size: int, device: str):
     channels_last, dtype = MODES[mode]
     model = models.build(name).eval().to(device)
-    inputs = make_inputs(model.spec, batch, size, device)
+    inputs = models.example_inputs(model, batch, size, device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
         inputs = tuple(x.contiguous(memory_format=torch.channels_last) for x in inputs)

@@ -23,23 +23,6 @@ import restore.models as models  # noqa: E402
 from benchmarks.report import machine, write_section  # noqa: E402
 
 
-def inputs_for(model: torch.nn.Module, size: int, device: str) -> tuple[torch.Tensor, ...]:
-    spec = model.spec
-    side = max(size, spec.size_multiple)
-    side = math.ceil(side / spec.size_multiple) * spec.size_multiple
-    gen = torch.Generator().manual_seed(0)
-    image = torch.rand(2, spec.in_channels, side, side, generator=gen)
-    extra = []
-    for name in spec.inputs[1:]:
-        if name == "mask":
-            mask = torch.zeros(2, 1, side, side)
-            mask[..., side // 4 : 3 * side // 4, side // 4 : 3 * side // 4] = 1
-            extra.append(mask)
-        elif name == "condition":
-            extra.append(torch.rand(2, model.condition_channels, side, side, generator=gen))
-    return tuple(x.to(device) for x in (image, *extra))
-
-
 def step(model, inputs, dtype, device, state):
     """Output and unscaled gradients; fp16 halves the loss scale after an overflow, as GradScaler does."""
     scale = 2.0**16 if dtype == torch.float16 else 1.0
@@ -71,7 +54,7 @@ def run(device: str, size: int, names: list[str]) -> str:
     for name in names:
         torch.manual_seed(0)
         model = models.build(name).to(device).train()
-        inputs = inputs_for(model, size, device)
+        inputs = models.example_inputs(model, batch=2, size=size, device=device)
         state = {k: v.clone() for k, v in model.state_dict().items()}
         ref_out, ref_grad, _ = step(model, inputs, None, device, state)
         cells = []

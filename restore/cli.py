@@ -46,8 +46,7 @@ def _models_command(args: argparse.Namespace) -> int:
             return 2
         return 0
     records = table.rows(task=args.task)
-    print(table.format_markdown(records, (*table.COLUMNS, "summary")) if args.markdown
-          else table.format_text(records, table.COLUMNS))
+    print(table.markdown_table(records) if args.markdown else table.text_table(records))
     if not args.markdown:
         print(f"\n{len(records)} models. `restore models NAME` describes one.")
     return 0

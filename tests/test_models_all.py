@@ -7,8 +7,6 @@ of the registry must meet, so a new model gets these checks by being registered.
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 
@@ -16,24 +14,8 @@ import restore.models as models
 
 
 def example_inputs(model: torch.nn.Module, batch: int = 1) -> tuple[torch.Tensor, ...]:
-    spec = model.spec
-    side = math.lcm(spec.size_multiple, 16)
     # Inpainting nets downsample 8x and use batch norm: give the statistics room (>= 8x8 at the bottleneck).
-    while side < (64 if spec.task == "inpaint" else 32):
-        side *= 2
-    gen = torch.Generator().manual_seed(0)
-    image = torch.rand(batch, spec.in_channels, side, side, generator=gen)
-    extra = []
-    for name in spec.inputs[1:]:
-        if name == "mask":
-            mask = torch.zeros(batch, 1, side, side)
-            mask[..., side // 4 : 3 * side // 4, side // 4 : 3 * side // 4] = 1
-            extra.append(mask)
-        elif name == "condition":
-            extra.append(torch.rand(batch, model.condition_channels, side, side, generator=gen))
-        else:
-            raise AssertionError(f"{spec.name}: no example for input {name!r}")
-    return (image, *extra)
+    return models.example_inputs(model, batch=batch, size=64 if model.spec.task == "inpaint" else 32)
 
 
 def first_tensor(out) -> torch.Tensor:
@@ -105,3 +87,15 @@ def test_registry_lists_every_architecture_the_issue_names():
     assert set(models.available("inpaint")) >= {"lama"} and set(models.available("deblur")) >= {"nafnet"}
     with pytest.raises(ValueError, match="task must be one of"):
         models.available("super-resolution")
+
+
+def test_example_inputs_follow_the_spec():
+    (image,) = models.example_inputs(models.build("vgg_discriminator"), batch=2, size=40)
+    assert image.shape == (2, 3, 128, 128)  # rounded up to the fixed input size
+    image, mask = models.example_inputs(models.build("lama_small"), size=60)
+    assert image.shape == (1, 3, 64, 64) and mask.shape == (1, 1, 64, 64)
+    assert float(mask.mean()) == 0.25 and 0.0 <= float(image.min()) and float(image.max()) <= 1.0
+    image, condition = models.example_inputs(models.build("patchgan_conditional"), size=32)
+    assert condition.shape == image.shape
+    edsr = models.build("edsr_tiny")
+    assert torch.equal(models.example_inputs(edsr)[0], models.example_inputs(edsr)[0])  # seeded

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from restore.degrade.noise import per_sample, rand_bernoulli, rand_uniform
+from restore.degrade.sampling import per_sample, rand_bernoulli, rand_uniform
 
 __all__ = [
     "KERNEL_TYPES",

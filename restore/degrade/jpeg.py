@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from restore.degrade.jpeg_codec import MACROBLOCK, jpeg_roundtrip
-from restore.degrade.noise import per_sample, rand_uniform
+from restore.degrade.sampling import check_range, per_sample, rand_uniform
 
 __all__ = ["JPEG", "jpeg", "random_jpeg"]
 
@@ -57,15 +57,9 @@ def random_jpeg(
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """JPEG with a quality drawn per sample from U(quality_range), on the generator's device."""
-    low, high = _check_quality_range(quality_range)
+    low, high = check_range(quality_range, "quality_range", low=1.0, high=100.0)
     quality = rand_uniform(images.shape[0], low, high, generator, images.device)
     return jpeg(images, quality.to(images.device))
-
-
-def _check_quality_range(quality_range: Sequence[float]) -> tuple[float, float]:
-    if len(quality_range) != 2 or not 1 <= quality_range[0] <= quality_range[1] <= 100:
-        raise ValueError(f"quality_range must be (low, high), 1 <= low <= high <= 100, got {quality_range!r}")
-    return float(quality_range[0]), float(quality_range[1])
 
 
 class JPEG(nn.Module):
@@ -73,7 +67,7 @@ class JPEG(nn.Module):
 
     def __init__(self, quality_range: Sequence[float] = (30.0, 95.0)) -> None:
         super().__init__()
-        self.quality_range = _check_quality_range(quality_range)
+        self.quality_range = check_range(quality_range, "quality_range", low=1.0, high=100.0)
 
     def forward(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """(N, 3, H, W) in [0, 1] -> JPEG-decoded (N, 3, H, W) in [0, 1]."""

@@ -27,6 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from restore.data.folder import apply_flips
+from restore.degrade.sampling import rand_uniform
+
 __all__ = ["MaskFolder", "RandomMask", "apply_mask", "random_masks"]
 
 KINDS = ("mixed", "strokes", "boxes")
@@ -70,11 +73,6 @@ def _target_counts(
     return counts.long()
 
 
-def _uniform(shape, generator, gen_device, low=0.0, high=1.0) -> Tensor:
-    u = torch.rand(shape, generator=generator, device=gen_device, dtype=torch.float32)
-    return low + (high - low) * u
-
-
 def _stroke_times(
     n: int, height: int, width: int, ys: Tensor, xs: Tensor, generator, gen_device, device
 ) -> Tensor:
@@ -82,11 +80,11 @@ def _stroke_times(
     r = min(height, width) / _REFERENCE_SIZE
     segments = _STROKE_MAX_SEGMENTS
     count = torch.randint(1, segments + 1, (n,), generator=generator, device=gen_device)
-    start_x = _uniform((n,), generator, gen_device, 0.0, width)
-    start_y = _uniform((n,), generator, gen_device, 0.0, height)
-    angle = _uniform((n, segments), generator, gen_device, 0.0, 2.0 * math.pi)
-    length = r * _uniform((n, segments), generator, gen_device, _STROKE_MIN_LENGTH, _STROKE_MAX_LENGTH)
-    thickness = r * _uniform((n, segments), generator, gen_device, _STROKE_MIN_WIDTH, _STROKE_MAX_WIDTH)
+    start_x = rand_uniform((n,), 0.0, width, generator, gen_device)
+    start_y = rand_uniform((n,), 0.0, height, generator, gen_device)
+    angle = rand_uniform((n, segments), 0.0, 2.0 * math.pi, generator, gen_device)
+    length = r * rand_uniform((n, segments), _STROKE_MIN_LENGTH, _STROKE_MAX_LENGTH, generator, gen_device)
+    thickness = r * rand_uniform((n, segments), _STROKE_MIN_WIDTH, _STROKE_MAX_WIDTH, generator, gen_device)
     radius = (thickness / 2).clamp(min=1.0)
     count, start_x, start_y, angle, length, radius = (
         t.to(device) for t in (count, start_x, start_y, angle, length, radius)
@@ -124,8 +122,8 @@ def _box_times(
         room = max(extent - 2.0 * margin, 1.0)
         smallest = min(_BOX_MIN * r, room)
         largest = min(_BOX_MAX * r, room)
-        size = _uniform((n,), generator, gen_device, smallest, largest).round().clamp(1, extent)
-        start = margin + _uniform((n,), generator, gen_device) * (room - size).clamp(min=0)
+        size = rand_uniform((n,), smallest, largest, generator, gen_device).round().clamp(1, extent)
+        start = margin + rand_uniform((n,), 0.0, 1.0, generator, gen_device) * (room - size).clamp(min=0)
         start = start.floor().clamp(0, extent - 1)
         size = torch.minimum(size, extent - start)
         return start.to(device), size.to(device)
@@ -359,12 +357,7 @@ class MaskFolder:
         for i, pick in enumerate(picks):
             hole = self._load(pick)
             if self.augment:
-                if flips[i, 0]:
-                    hole = hole.flip(-1)
-                if flips[i, 1]:
-                    hole = hole.flip(-2)
-                if flips[i, 2]:
-                    hole = hole.transpose(-2, -1)
+                hole = apply_flips(hole, tuple(flips[i].tolist()))
             if tuple(hole.shape[-2:]) != (height, width):
                 hole = F.interpolate(hole[None].float(), size=(height, width), mode="nearest-exact")[0] > 0.5
             out.append(hole)

@@ -13,74 +13,26 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from restore.degrade.sampling import (
+    check_images,
+    check_range,
+    draw_device,
+    per_sample,
+    rand_bernoulli,
+    rand_uniform,
+)
+
 __all__ = [
     "GaussianNoise",
     "PoissonNoise",
     "add_gaussian_noise",
     "add_poisson_noise",
-    "per_sample",
     "random_gaussian_noise",
     "random_poisson_noise",
-    "rand_bernoulli",
-    "rand_uniform",
 ]
 
 # ITU-R BT.601 luma, as torchvision's rgb_to_grayscale (used by Real-ESRGAN's gray Poisson noise)
 _LUMA = (0.299, 0.587, 0.114)
-
-
-def _draw_device(generator: torch.Generator | None, fallback: torch.device | str) -> torch.device:
-    return generator.device if generator is not None else torch.device(fallback)
-
-
-def rand_uniform(
-    n: int,
-    low: float,
-    high: float,
-    generator: torch.Generator | None = None,
-    device: torch.device | str = "cpu",
-) -> torch.Tensor:
-    """(n,) float32 samples of U(low, high), drawn on the generator's device (else ``device``)."""
-    if high < low:
-        raise ValueError(f"range must be (low, high) with low <= high, got ({low}, {high})")
-    u = torch.rand(n, generator=generator, device=_draw_device(generator, device))
-    return low + (high - low) * u
-
-
-def rand_bernoulli(
-    n: int, prob: float, generator: torch.Generator | None = None, device: torch.device | str = "cpu"
-) -> torch.Tensor:
-    """(n,) bool, each True with probability ``prob``, drawn on the generator's device (else ``device``)."""
-    if not 0.0 <= prob <= 1.0:
-        raise ValueError(f"probability must be in [0, 1], got {prob}")
-    return torch.rand(n, generator=generator, device=_draw_device(generator, device)) < prob
-
-
-def per_sample(value: float | torch.Tensor, n: int, device: torch.device, name: str) -> torch.Tensor:
-    """A number or an (N,) tensor as an (N,) floating tensor on ``device`` (numbers: float64)."""
-    if isinstance(value, (bool, int, float)):
-        mps = torch.device(device).type == "mps"  # no float64 there
-        value = torch.tensor(float(value), dtype=torch.float32 if mps else torch.float64)
-    t = torch.as_tensor(value).to(device)
-    if not t.is_floating_point():
-        t = t.to(torch.float64 if t.device.type != "mps" else torch.float32)
-    if t.ndim == 0:
-        return t.expand(n)
-    if t.shape != (n,):
-        raise ValueError(f"{name} must be a number or a tensor of shape ({n},), got shape {tuple(t.shape)}")
-    return t
-
-
-def _check_range(value: Sequence[float], name: str, low: float = 0.0) -> tuple[float, float]:
-    if len(value) != 2 or not low <= value[0] <= value[1]:
-        raise ValueError(f"{name} must be (low, high) with {low} <= low <= high, got {value!r}")
-    return float(value[0]), float(value[1])
-
-
-def _check_images(images: torch.Tensor) -> None:
-    if not isinstance(images, torch.Tensor) or images.ndim != 4 or not images.is_floating_point():
-        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise ValueError(f"images must be a floating (N, C, H, W) tensor, got {shape}")
 
 
 def add_gaussian_noise(
@@ -102,11 +54,11 @@ def add_gaussian_noise(
     Returns:
         (N, C, H, W) noisy images.
     """
-    _check_images(images)
+    check_images(images)
     n = images.shape[0]
     sigma = per_sample(sigma, n, images.device, "sigma")
     gray = per_sample(gray, n, images.device, "gray").bool()
-    noise = torch.randn(images.shape, generator=generator, device=_draw_device(generator, images.device))
+    noise = torch.randn(images.shape, generator=generator, device=draw_device(generator, images.device))
     noise = noise.to(images.device, images.dtype)
     noise = torch.where(gray.view(n, 1, 1, 1), noise[:, :1].expand_as(noise), noise)
     out = images + noise * (sigma / 255.0).to(images.dtype).view(n, 1, 1, 1)
@@ -130,8 +82,8 @@ def _poisson_residual(images: torch.Tensor, generator: torch.Generator | None) -
     vals = torch.exp2(torch.ceil(torch.log2(count.double()))).to(images.dtype)
     vals = vals.view(-1, *([1] * (images.ndim - 1)))
     rate = (quantized * vals).float()
-    draw_device = _draw_device(generator, images.device)
-    sample = torch.poisson(rate.to(draw_device), generator=generator).to(images.device, images.dtype)
+    device = draw_device(generator, images.device)
+    sample = torch.poisson(rate.to(device), generator=generator).to(images.device, images.dtype)
     return sample / vals - quantized
 
 
@@ -158,7 +110,7 @@ def add_poisson_noise(
     Returns:
         (N, C, H, W) noisy images.
     """
-    _check_images(images)
+    check_images(images)
     n, c = images.shape[:2]
     scale = per_sample(scale, n, images.device, "scale").to(images.dtype)
     gray = per_sample(gray, n, images.device, "gray").bool()
@@ -184,7 +136,7 @@ def random_gaussian_noise(
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Gaussian noise, per sample ``sigma ~ U(sigma_range)`` (0-255 scale) and gray with ``gray_prob``."""
-    low, high = _check_range(sigma_range, "sigma_range")
+    low, high = check_range(sigma_range, "sigma_range")
     n = images.shape[0]
     sigma = rand_uniform(n, low, high, generator, images.device)
     gray = rand_bernoulli(n, gray_prob, generator, images.device)
@@ -199,7 +151,7 @@ def random_poisson_noise(
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Poisson noise with ``scale ~ U(scale_range)`` and gray with ``gray_prob``, per sample."""
-    low, high = _check_range(scale_range, "scale_range")
+    low, high = check_range(scale_range, "scale_range")
     n = images.shape[0]
     scale = rand_uniform(n, low, high, generator, images.device)
     gray = rand_bernoulli(n, gray_prob, generator, images.device)
@@ -211,7 +163,7 @@ class GaussianNoise(nn.Module):
 
     def __init__(self, sigma_range: Sequence[float] = (1.0, 30.0), gray_prob: float = 0.0) -> None:
         super().__init__()
-        self.sigma_range = _check_range(sigma_range, "sigma_range")
+        self.sigma_range = check_range(sigma_range, "sigma_range")
         if not 0.0 <= gray_prob <= 1.0:
             raise ValueError(f"gray_prob must be in [0, 1], got {gray_prob}")
         self.gray_prob = gray_prob
@@ -226,7 +178,7 @@ class PoissonNoise(nn.Module):
 
     def __init__(self, scale_range: Sequence[float] = (0.05, 3.0), gray_prob: float = 0.0) -> None:
         super().__init__()
-        self.scale_range = _check_range(scale_range, "scale_range")
+        self.scale_range = check_range(scale_range, "scale_range")
         if not 0.0 <= gray_prob <= 1.0:
             raise ValueError(f"gray_prob must be in [0, 1], got {gray_prob}")
         self.gray_prob = gray_prob

@@ -16,9 +16,10 @@ from torch import nn
 
 from restore.degrade.blur import apply_kernels, gaussian_kernels, motion_kernels
 from restore.degrade.jpeg import JPEG
-from restore.degrade.noise import rand_bernoulli, rand_uniform, random_gaussian_noise
+from restore.degrade.noise import random_gaussian_noise
 from restore.degrade.realesrgan import RealESRGANConfig, RealESRGANDegradation
 from restore.degrade.resize import BOUNDARIES, imresize
+from restore.degrade.sampling import rand_bernoulli, rand_uniform
 
 __all__ = [
     "DEGRADATIONS",

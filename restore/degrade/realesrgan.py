@@ -31,8 +31,9 @@ from restore.degrade.blur import (
     random_sinc_kernels,
 )
 from restore.degrade.jpeg import jpeg
-from restore.degrade.noise import add_gaussian_noise, add_poisson_noise, rand_bernoulli, rand_uniform
+from restore.degrade.noise import add_gaussian_noise, add_poisson_noise
 from restore.degrade.resize import RESIZE_MODES, resize
+from restore.degrade.sampling import rand_bernoulli, rand_uniform
 
 __all__ = ["RealESRGANConfig", "RealESRGANDegradation", "realesrgan_degrade"]
 

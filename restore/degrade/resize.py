@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from restore.degrade.sampling import check_images
+
 __all__ = ["BOUNDARIES", "RESIZE_MODES", "Imresize", "imresize", "imresize_weights", "resize"]
 
 RESIZE_MODES = ("bilinear", "bicubic", "area", "nearest")
@@ -104,12 +106,6 @@ def _to_uint8(x: torch.Tensor) -> torch.Tensor:
     return torch.floor(x + 0.5).clamp_(0, 255)
 
 
-def _check_images(images: torch.Tensor, name: str = "images") -> None:
-    if not isinstance(images, torch.Tensor) or images.ndim != 4:
-        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise ValueError(f"{name} must be a (N, C, H, W) tensor, got {shape}")
-
-
 def _output_geometry(
     height: int, width: int, scale: float | tuple[float, float] | None, size: tuple[int, int] | None
 ) -> tuple[tuple[int, int], tuple[float, float]]:
@@ -153,9 +149,7 @@ def imresize(
         (N, C, H_out, W_out) tensor of the input dtype. MATLAB resizes the axis with the smaller scale
         first (height on ties); so does this. Half-precision inputs are computed in float32.
     """
-    _check_images(images)
-    if not images.is_floating_point():
-        raise ValueError(f"images must be a floating tensor, got {images.dtype}")
+    check_images(images)
     if boundary not in BOUNDARIES:
         raise ValueError(f"boundary must be one of {BOUNDARIES}, got {boundary!r}")
     height, width = images.shape[-2:]
@@ -219,7 +213,7 @@ def resize(
     Returns:
         (N, C, H_out, W_out); bicubic can overshoot the input range (not clamped).
     """
-    _check_images(images)
+    check_images(images, floating=False)
     if mode not in RESIZE_MODES:
         raise ValueError(f"mode must be one of {RESIZE_MODES}, got {mode!r}")
     if len(size) != 2 or min(size) <= 0:

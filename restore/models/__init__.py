@@ -10,6 +10,7 @@ One file per architecture (``restore.models.rrdbnet``, ``restore.models.lama``..
 the first registry query, not at import.
 """
 
+from .examples import example_inputs
 from .loading import WeightsFormatError, load, load_state_dict, save
 from .registry import (
     TASKS,
@@ -30,6 +31,7 @@ __all__ = [
     "available",
     "build",
     "describe",
+    "example_inputs",
     "get_spec",
     "load",
     "load_state_dict",

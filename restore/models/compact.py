@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .blocks import check_scale
 from .registry import register_model
 
 
@@ -54,11 +55,9 @@ class SRVGGNetCompact(nn.Module):
         act_type: str = "prelu",
     ) -> None:
         super().__init__()
-        if scale not in (1, 2, 3, 4, 8):
-            raise ValueError(f"scale must be one of (1, 2, 3, 4, 8), got {scale!r}")
         if act_type not in ("prelu", "relu", "leakyrelu"):
             raise ValueError(f"act_type must be 'prelu', 'relu' or 'leakyrelu', got {act_type!r}")
-        self.scale = int(scale)
+        self.scale = check_scale(scale, (1, 2, 3, 4, 8))
         self.in_channels = num_in_ch
         self.out_channels = num_out_ch
         self.receptive_field = num_conv + 2

@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from losses.table import format_markdown, format_text, replace_block  # noqa: F401 (re-exported)
+from losses.table import format_markdown, format_text, replace_block
 
 from .registry import ModelSpec, specs
 
@@ -34,8 +34,14 @@ def rows(task: str | None = None) -> list[dict[str, object]]:
     return [record(s) for s in specs() if task is None or s.task == task]
 
 
-def markdown_table() -> str:
-    return format_markdown(rows(), (*COLUMNS, "summary"))
+def text_table(records: list[dict[str, object]]) -> str:
+    """Aligned plain-text table of ``rows()`` records (the terminal's ``restore models``)."""
+    return format_text(records, COLUMNS)
+
+
+def markdown_table(records: list[dict[str, object]] | None = None) -> str:
+    """Markdown table with summaries; every registered model by default."""
+    return format_markdown(rows() if records is None else records, (*COLUMNS, "summary"))
 
 
 def update_block(path: Path) -> bool:
