@@ -1,0 +1,23 @@
+"""NAFNet-style deblurring on synthetically blurred patches (Charbonnier loss, cosine schedule).
+
+    accelerate launch recipes/deblur.py                  # a quick run on the bundled sample images
+    accelerate launch recipes/deblur.py --data DIR --model.name nafnet --train.steps 200000
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from restore.train.recipe import parse_recipe_args, run_config
+
+CONFIG = Path(__file__).resolve().parent / "configs" / "deblur.yaml"
+
+
+def main(argv: list[str] | None = None):
+    config, _ = parse_recipe_args(argv, CONFIG, __doc__.splitlines()[0])
+    return run_config(config)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
