@@ -12,4 +12,15 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "deblur", "inpaint", "upscale"]
+
+_API = ("upscale", "inpaint", "deblur")
+
+
+def __getattr__(name: str):
+    """``restore.upscale`` & co. load the API (and torch) on first use."""
+    if name in _API:
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'restore' has no attribute {name!r}")

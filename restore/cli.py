@@ -5,6 +5,8 @@ restore losses [--modality image|audio] [--kind KIND] [--markdown]
 restore losses NAME            # full description of one entry
 restore models [--task TASK] [--markdown]
 restore models NAME            # spec, parameters and documentation of one model
+restore upscale|deblur|inpaint INPUT OUTPUT [options]   # a file or a folder
+restore demo [FOLDER]          # the bundled x4 model on the bundled sample images
 """
 
 from __future__ import annotations
@@ -70,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", choices=TASKS, help="only models for this task")
     p.add_argument("--markdown", action="store_true", help="print a markdown table")
     p.set_defaults(func=_models_command)
+    from restore.infer.image_commands import add_image_commands
+
+    add_image_commands(sub)
     return parser
 
 

@@ -246,9 +246,15 @@ def config_from_dict(data: dict[str, Any] | None, cls: type = Config, path: str 
 def _parse_value(text: str) -> Any:
     """A command-line value as YAML: numbers, booleans, null, lists and mappings."""
     try:
-        return yaml.safe_load(text)
+        value = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
+    if isinstance(value, str):
+        try:  # YAML 1.1 reads "1e-3" (no dot) as a string
+            return float(value) if value.strip().lower() not in ("nan", "inf", "-inf", "infinity") else value
+        except ValueError:
+            return value
+    return value
 
 
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any, defaults: Any) -> None:

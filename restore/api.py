@@ -1,0 +1,197 @@
+"""The Python API: ``restore.upscale``, ``restore.inpaint`` and ``restore.deblur``.
+
+    import restore
+    big = restore.upscale("photo.jpg")                     # numpy HWC uint8, 4x larger
+    big = restore.upscale(pil_image, scale=2)              # PIL in, PIL out
+    restore.upscale("scan.png", output="scan_x4.png")      # writes the file (bit depth, alpha, ICC kept)
+    filled = restore.inpaint(img, mask)                    # mask: white / 1 / True = fill
+    sharp = restore.deblur(tensor)                         # (3,H,W) / (N,3,H,W) float in [0,1]
+
+Input: a path, a PIL image, a numpy array (HW or HWC; uint8, uint16 or float in [0, 1]) or a torch
+tensor (HW, CHW or NCHW). The result has the input's kind, dtype, layout and mode (a path gives a
+numpy array; pass ``output=`` to write a file instead): 16-bit stays 16-bit, gray stays gray, an
+alpha channel is restored separately and kept, EXIF orientation is applied, the ICC profile is
+carried over (:mod:`restore.io.convert` has the details).
+
+``model``: None (the bundled default for the task and scale, offline), a bundled name, a local
+``.safetensors``/``.pth`` file (ours, or any architecture spandrel knows), or a URL pinned by sha256
+(``"https://.../x4.pth#sha256=..."``, downloaded once to a cache) — see :mod:`restore.hub`.
+``tile``: tile side in input pixels (None: chosen from free memory; out-of-memory halves it).
+``device``: None picks CUDA when available. ``precision``: None picks float32 + channels_last on
+the CPU and bf16/fp16 on CUDA when the model supports it (:mod:`restore.infer.predictor`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["deblur", "get_predictor", "inpaint", "upscale"]
+
+ALPHA_MODES = ("model", "resize")
+_CACHE_SIZE = 4
+_predictors: OrderedDict[tuple, Any] = OrderedDict()
+
+
+def get_predictor(
+    model: Any = None,
+    *,
+    task: str,
+    scale: int | None = None,
+    tile: int | None = None,
+    device: str | torch.device | None = None,
+    precision: str | None = None,
+):
+    """A :class:`restore.infer.Predictor` for ``model`` (loaded once and cached for later calls)."""
+    from restore import hub
+    from restore.infer import Predictor
+    from restore.infer.predictor import resolve_device
+
+    if isinstance(model, torch.nn.Module):
+        key: tuple = ("module", id(model), task, scale, tile, str(device), precision)
+    else:
+        key = (model if not isinstance(model, os.PathLike) else str(Path(model).resolve()), task, scale,
+               tile, str(device), precision)
+    predictor = _predictors.get(key)
+    if predictor is not None:
+        _predictors.move_to_end(key)
+        return predictor
+    net = hub.load_model(model, task=task, scale=scale, device="cpu")
+    predictor = Predictor(net, device=resolve_device(device), precision=precision, tile=tile)
+    _predictors[key] = predictor
+    while len(_predictors) > _CACHE_SIZE:
+        _predictors.popitem(last=False)
+    return predictor
+
+
+def _check_scale(scale: Any) -> int:
+    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
+        raise ValueError(f"scale must be a positive int, got {scale!r}")
+    return scale
+
+
+def _restore_alpha(predictor, source, alpha_mode: str) -> torch.Tensor | None:
+    """The alpha channel restored by the model (``"model"``) or None (resized by the converter)."""
+    from restore.io.convert import rgb_to_gray
+
+    if alpha_mode not in ALPHA_MODES:
+        raise ValueError(f"alpha_mode must be one of {ALPHA_MODES}, got {alpha_mode!r}")
+    if source.alpha is None or alpha_mode == "resize":
+        return None
+    restored = predictor(source.alpha.expand(-1, 3, -1, -1).contiguous())
+    return rgb_to_gray(restored.clamp(0, 1))
+
+
+def _finish(out: torch.Tensor, source, alpha: torch.Tensor | None, output: str | os.PathLike | None,
+            quality: int):
+    from restore.io.convert import from_model_output, save_like
+
+    result = from_model_output(out.clamp(0, 1), source, alpha=alpha)
+    if output is None:
+        return result
+    return save_like(result, output, source, quality=quality)
+
+
+def _run(task: str, image: Any, *, scale: int | None, model: Any, tile, device, precision, alpha_mode: str,
+         output, quality: int, mask: Any = None):
+    from restore.io.convert import to_model_input
+
+    source = to_model_input(image)
+    predictor = get_predictor(model, task=task, scale=scale, tile=tile, device=device, precision=precision)
+    if mask is not None:
+        holes = _mask_tensor(mask, source)
+        out = predictor(source.rgb, holes)
+        return _finish(out, source, None, output, quality)
+    out = predictor(source.rgb)
+    return _finish(out, source, _restore_alpha(predictor, source, alpha_mode), output, quality)
+
+
+def upscale(
+    image: Any,
+    scale: int = 4,
+    model: Any = None,
+    tile: int | None = None,
+    device: str | torch.device | None = None,
+    precision: str | None = None,
+    *,
+    alpha_mode: str = "model",
+    output: str | os.PathLike | None = None,
+    quality: int = 95,
+):
+    """Super-resolve ``image`` by ``scale`` (see the module docstring for inputs and outputs).
+
+    ``alpha_mode``: ``"model"`` runs the model on the alpha channel too (Real-ESRGAN's default,
+    sharper edges), ``"resize"`` resizes it bicubically. With ``output`` the result is written there
+    (format from the suffix; ``quality`` for JPEG/WebP) and the path is returned.
+    """
+    return _run("sr", image, scale=_check_scale(scale), model=model, tile=tile, device=device,
+                precision=precision, alpha_mode=alpha_mode, output=output, quality=quality)
+
+
+def deblur(
+    image: Any,
+    model: Any = None,
+    tile: int | None = None,
+    device: str | torch.device | None = None,
+    precision: str | None = None,
+    *,
+    alpha_mode: str = "resize",
+    output: str | os.PathLike | None = None,
+    quality: int = 95,
+):
+    """Remove motion/defocus blur from ``image`` (same size out; alpha kept as is by default)."""
+    return _run("deblur", image, scale=None, model=model, tile=tile, device=device, precision=precision,
+                alpha_mode=alpha_mode, output=output, quality=quality)
+
+
+def inpaint(
+    image: Any,
+    mask: Any,
+    model: Any = None,
+    tile: int | None = None,
+    device: str | torch.device | None = None,
+    precision: str | None = None,
+    *,
+    output: str | os.PathLike | None = None,
+    quality: int = 95,
+):
+    """Fill the holes of ``image`` where ``mask`` is set; other pixels are kept exactly.
+
+    ``mask``: same height and width as the image, any kind the image may be (a path, PIL, numpy,
+    tensor; bool, 0/255 or 0/1 values; several channels are averaged). Values above one half mark
+    pixels to fill. LaMa's receptive field is global, so by default the whole image goes through
+    the model in one pass when it fits in memory.
+    """
+    return _run("inpaint", image, scale=None, model=model, tile=tile, device=device, precision=precision,
+                alpha_mode="resize", output=output, quality=quality, mask=mask)
+
+
+def _mask_tensor(mask: Any, source) -> torch.Tensor:
+    """A user mask -> float (N, 1, H, W) in {0, 1} on the image's device, 1 = fill."""
+    import numpy as np
+
+    from restore.io.convert import to_model_input
+
+    if isinstance(mask, np.ndarray) and mask.dtype == np.bool_:
+        mask = mask.astype(np.uint8) * 255
+    elif isinstance(mask, torch.Tensor) and mask.dtype == torch.bool:
+        mask = mask.to(torch.uint8) * 255
+    coerced = to_model_input(mask, name="mask")
+    values = coerced.rgb.mean(dim=1, keepdim=True)
+    if coerced.alpha is not None and not coerced.gray:
+        values = values * coerced.alpha
+    if tuple(values.shape[-2:]) != source.size:
+        raise ValueError(
+            f"mask is {values.shape[-2]}x{values.shape[-1]} (HxW) but the image is "
+            f"{source.size[0]}x{source.size[1]}; they must match"
+        )
+    holes = (values > 0.5).float()
+    if holes.shape[0] == 1 and source.rgb.shape[0] > 1:
+        holes = holes.expand(source.rgb.shape[0], -1, -1, -1)
+    if holes.shape[0] != source.rgb.shape[0]:
+        raise ValueError(f"mask batch {holes.shape[0]} does not match the image batch {source.rgb.shape[0]}")
+    return holes.to(source.rgb.device)
