@@ -24,6 +24,7 @@ from restore.io import (
     read_image_with_alpha,
     write_image,
 )
+from restore.io.image import read_icc_profile
 
 
 def random_levels(shape: tuple[int, ...], levels: int, seed: int = 0) -> torch.Tensor:
@@ -345,3 +346,65 @@ def test_import_restore_io_does_not_import_heavy_optional_packages():
 def test_sizes_of_paths_given_as_strings(tmp_path):
     path = write_image(str(tmp_path / "s.png"), torch.rand(3, 5, 7))
     assert isinstance(path, Path) and image_size(str(path)) == (5, 7)
+
+
+# ----------------------------------------------------------------------------- ICC profiles
+
+
+def _srgb_profile() -> bytes:
+    from PIL import ImageCms
+
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+@pytest.mark.parametrize(
+    "suffix, bit_depth", [(".png", 8), (".png", 16), (".jpg", 8), (".webp", 8), (".tif", 8)]
+)
+def test_icc_profile_is_embedded_and_read_back(tmp_path, suffix, bit_depth):
+    icc = _srgb_profile()
+    x = random_levels((3, 12, 10), 2**bit_depth - 1, seed=bit_depth)
+    path = write_image(tmp_path / f"x{suffix}", x, bit_depth=bit_depth, icc_profile=icc)
+    assert read_icc_profile(path) == icc
+    with Image.open(path) as im:  # Pillow finds it too (iCCP chunk, APP2 marker, ICCP chunk, tag 34675)
+        assert im.info["icc_profile"] == icc
+    if suffix in (".png", ".tif"):  # lossless: the pixels are untouched by the profile
+        assert torch.equal(read_image(path), x)
+    if bit_depth == 16:
+        reference = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)[..., ::-1]
+        assert torch.equal(to_chw(np.ascontiguousarray(reference), 65535.0), x)
+
+
+def test_16bit_png_icc_profile_is_a_named_zlib_iccp_chunk_before_the_data(tmp_path):
+    import struct
+    import zlib
+
+    icc = _srgb_profile()
+    data = write_image(tmp_path / "x.png", torch.rand(1, 5, 6), bit_depth=16, icc_profile=icc).read_bytes()
+    chunks, pos = [], 8
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        tag, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
+        assert struct.unpack(">I", data[pos + 8 + length : pos + 12 + length])[0] == zlib.crc32(tag + body)
+        chunks.append((tag, body))
+        pos += 12 + length
+    assert [tag for tag, _ in chunks] == [b"IHDR", b"iCCP", b"IDAT", b"IEND"]
+    name, rest = chunks[1][1].split(b"\x00", 1)
+    assert name == b"ICC profile" and rest[0] == 0 and zlib.decompress(rest[1:]) == icc
+
+
+def test_icc_profile_absent_invalid_or_unsupported(tmp_path):
+    path = write_image(tmp_path / "plain.png", torch.rand(3, 4, 4))
+    assert read_icc_profile(path) is None
+    assert read_icc_profile(write_image(tmp_path / "plain16.png", torch.rand(3, 4, 4), bit_depth=16)) is None
+    with pytest.raises(ValueError, match="BMP cannot carry an ICC profile"):
+        write_image(tmp_path / "x.bmp", torch.rand(3, 4, 4), icc_profile=_srgb_profile())
+    with pytest.raises(ValueError, match="icc_profile must be non-empty bytes"):
+        write_image(tmp_path / "x.png", torch.rand(3, 4, 4), icc_profile="sRGB")
+    with pytest.raises(ValueError, match="icc_profile must be non-empty bytes"):
+        write_image(tmp_path / "x.png", torch.rand(3, 4, 4), icc_profile=b"")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain.png", "plain16.png"]
+    with pytest.raises(ImageReadError, match="not found"):
+        read_icc_profile(tmp_path / "missing.png")
+    (tmp_path / "notes.png").write_text("not a picture")
+    with pytest.raises(ImageReadError, match="not a recognised image"):
+        read_icc_profile(tmp_path / "notes.png")

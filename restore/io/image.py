@@ -10,6 +10,7 @@ optional ``tifffile`` package.
     img = read_image("photo.jpg")                       # (3, H, W), alpha dropped
     rgb, alpha = read_image_with_alpha("logo.png")      # alpha: (1, H, W) or None
     write_image("out.png", img, bit_depth=16)           # atomic: temp file + os.replace
+    icc = read_icc_profile("photo.jpg")                 # bytes or None; write_image(..., icc_profile=icc)
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ __all__ = [
     "ImageReadError",
     "image_size",
     "list_images",
+    "read_icc_profile",
     "read_image",
     "read_image_with_alpha",
     "write_image",
@@ -50,6 +52,7 @@ _FORMATS = {
 }
 _MODES = ("RGB", "keep")
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_ICC_FORMATS = ("PNG", "JPEG", "WEBP", "TIFF")  # formats whose Pillow writer embeds an ICC profile
 _EXIF_ORIENTATION = 0x0112
 
 
@@ -153,6 +156,24 @@ def image_size(path: str | os.PathLike) -> tuple[int, int]:
     except OSError as error:
         raise ImageReadError(path, f"corrupt image header ({error})") from error
     return height, width
+
+
+def read_icc_profile(path: str | os.PathLike) -> bytes | None:
+    """The ICC colour profile embedded in an image file (PNG iCCP, JPEG APP2, WebP, TIFF), or None.
+
+    Reads the header only; the bytes are returned as stored (``PIL.ImageCms.ImageCmsProfile``
+    can parse them). Raises :class:`ImageReadError` like :func:`read_image`.
+    """
+    path = Path(path)
+    _check_file(path)
+    try:
+        with Image.open(path) as im:
+            profile = im.info.get("icc_profile")
+    except Image.UnidentifiedImageError:
+        raise ImageReadError(path, "not a recognised image file (unknown format)") from None
+    except OSError as error:
+        raise ImageReadError(path, f"corrupt image header ({error})") from error
+    return bytes(profile) if profile else None
 
 
 def _check_file(path: Path) -> None:
@@ -340,6 +361,7 @@ def write_image(
     bit_depth: int = 8,
     quality: int = 95,
     alpha: torch.Tensor | None = None,
+    icc_profile: bytes | None = None,
 ) -> Path:
     """Write a float tensor ``(C, H, W)`` or ``(1, C, H, W)`` in [0, 1] to ``path``; returns the path.
 
@@ -347,8 +369,11 @@ def write_image(
     2 (gray + alpha), 3 (RGB) or 4 (RGBA); ``alpha`` (1, H, W) may also be passed separately.
     The format comes from the suffix (``.png .jpg .jpeg .webp .bmp .tif .tiff``); ``quality``
     (1..100) applies to JPEG and WebP (JPEG >= 90 uses 4:4:4 chroma, WebP 100 is lossless).
-    ``bit_depth=16`` is for PNG. The write is atomic: a temporary file in the same folder is
-    renamed over the target with ``os.replace``, so a failed write leaves no partial file.
+    ``bit_depth=16`` is for PNG. ``icc_profile`` (the bytes of an ICC profile, e.g. from
+    :func:`read_icc_profile`) is embedded in PNG (16-bit too, as an iCCP chunk), JPEG, WebP and
+    TIFF files (BMP cannot carry one: ValueError); the pixels are written as given, not converted.
+    The write is atomic: a temporary file in the same folder is renamed over the target with
+    ``os.replace``, so a failed write leaves no partial file.
     """
     path = Path(path)
     fmt = _FORMATS.get(path.suffix.lower())
@@ -362,6 +387,12 @@ def write_image(
         raise ValueError(f"bit_depth=16 is supported for PNG only, not for '{path.suffix}' ({path})")
     if not 1 <= int(quality) <= 100:
         raise ValueError(f"quality must be in 1..100, got {quality!r}")
+    if icc_profile is not None:
+        if not isinstance(icc_profile, (bytes, bytearray)) or len(icc_profile) == 0:
+            raise ValueError(f"icc_profile must be non-empty bytes or None, got {type(icc_profile).__name__}")
+        if fmt not in _ICC_FORMATS:
+            raise ValueError(f"{fmt} cannot carry an ICC profile; write PNG, JPEG, WebP or TIFF ({path})")
+        icc_profile = bytes(icc_profile)
     array = _to_array(image, alpha, bit_depth)
     channels = array.shape[-1]
     if fmt == "JPEG" and channels in (2, 4):
@@ -370,7 +401,7 @@ def write_image(
         raise FileNotFoundError(f"output folder does not exist: '{path.parent}'")
 
     if bit_depth == 16:
-        payload = _encode_png16(array)
+        payload = _encode_png16(array, icc_profile=icc_profile)
 
         def writer(f: BinaryIO) -> None:
             f.write(payload)
@@ -381,6 +412,8 @@ def write_image(
             options = {"quality": int(quality), "subsampling": 0 if quality >= 90 else 2}
         elif fmt == "WEBP":
             options = {"quality": int(quality), "lossless": int(quality) == 100}
+        if icc_profile is not None:
+            options["icc_profile"] = icc_profile
 
         def writer(f: BinaryIO) -> None:
             pil_image.save(f, format=fmt, **options)
@@ -441,8 +474,11 @@ def _atomic_write(path: Path, writer: Callable[[BinaryIO], None]) -> None:
         raise
 
 
-def _encode_png16(array: np.ndarray) -> bytes:
+def _encode_png16(array: np.ndarray, icc_profile: bytes | None = None) -> bytes:
     """(H, W, C) uint16 -> bytes of a 16-bit PNG (gray, gray+alpha, RGB or RGBA), not interlaced.
+
+    ``icc_profile`` goes into an iCCP chunk (profile name "ICC profile", zlib-compressed) before
+    the image data, as the PNG specification requires.
 
     Each row uses the PNG filter (None/Sub/Up/Average/Paeth) with the smallest sum of absolute
     signed residuals, libpng's default heuristic.
@@ -477,4 +513,7 @@ def _encode_png16(array: np.ndarray) -> bytes:
         return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", crc)
 
     header = struct.pack(">IIBBBBB", width, height, 16, color_type, 0, 0, 0)
-    return _PNG_SIGNATURE + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
+    iccp = b""
+    if icc_profile is not None:  # name, NUL separator, compression method 0 (zlib), compressed profile
+        iccp = chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc_profile, 9))
+    return _PNG_SIGNATURE + chunk(b"IHDR", header) + iccp + chunk(b"IDAT", data) + chunk(b"IEND", b"")

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -68,12 +69,17 @@ class TrainResult:
 def resolve_mixed_precision(requested: str, supports_bf16: bool = True, supports_fp16: bool = True) -> str:
     """``auto`` -> ``bf16`` on a CUDA device that supports it (and a model that does), else ``no``.
 
-    On CPU ``auto`` means float32: bf16 autocast is slower than float32 there (measured in
+    ``auto`` takes ``accelerate launch --mixed_precision fp16|bf16`` (or the accelerate config) when
+    one is set. On CPU ``auto`` means float32: bf16 autocast is slower than float32 there (measured in
     docs/benchmarks.md). An explicit half type the model does not support falls back to ``no``
     with a warning.
     """
     if requested not in ("auto", "no", "fp16", "bf16"):
         raise ValueError(f"train.mixed_precision must be auto, no, fp16 or bf16, got {requested!r}")
+    if requested == "auto":
+        launched = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")  # accelerate launch --mixed_precision
+        if launched in ("fp16", "bf16"):
+            requested = launched
     if requested == "auto":
         cuda_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
         return "bf16" if cuda_bf16 and supports_bf16 else "no"

@@ -1,0 +1,369 @@
+"""Tiled inference: equal tiles, blended overlaps, exact for a model with a known receptive field.
+
+An output pixel depends on the input pixels within ``receptive_field`` (input pixels) of it. A tile
+gives that pixel exactly the whole-image value when the pixel is at least ``receptive_field`` input
+pixels (``receptive_field * scale`` output pixels) away from every tile edge that is not an image
+border. :func:`blend_window` therefore gives those pixels weight 0, then rises along a Hann (raised
+cosine) ramp to 1, and :func:`tiled_forward` returns ``sum(weight * out) / sum(weight)``: each output
+pixel is a mix of exact values only, and the ramp hides a seam when a model's true receptive field
+is larger than its spec says.
+
+Overlap. Two neighbouring tiles share ``overlap`` input pixels. With ``overlap = 2 * receptive_field
++ ramp`` the zero bands of both tiles sit at the two ends of the shared strip and their ramps lie on
+the same ``ramp`` pixels in the middle, where the two Hann halves sum to exactly 1. The default ramp
+is ``max(8, receptive_field // 2)`` input pixels: long enough to blend away an under-estimated
+receptive field, short enough to cost little (a 512 tile of a model with receptive field 18 repeats
+about 20% of its pixels). A given overlap smaller than ``2 * receptive_field`` is used, but the
+result is no longer exact (warned).
+
+Size multiples. The whole image is padded once (reflect, or replicate when the image is too small
+to reflect) on the bottom and right to a multiple of ``size_multiple``; tile and overlap are
+rounded to that multiple, so every tile starts on the model's grid (pixel-unshuffle, downsampling)
+and a tiled result equals the one-pass result of the same padded image.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import warnings
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+Box = tuple[int, int, int, int]
+TileFn = Callable[..., torch.Tensor]
+
+OOM_MESSAGES = ("out of memory", "can't allocate memory")
+
+
+def default_ramp(receptive_field: int) -> int:
+    """Length in input pixels of the blending ramp: ``max(8, receptive_field // 2)``."""
+    return max(8, receptive_field // 2)
+
+
+def default_overlap(receptive_field: int, size_multiple: int = 1) -> int:
+    """``2 * receptive_field + default_ramp(receptive_field)``, rounded up to ``size_multiple``."""
+    return round_up(2 * receptive_field + default_ramp(receptive_field), size_multiple)
+
+
+def min_tile_size(overlap: int, size_multiple: int = 1) -> int:
+    """Smallest tile worth running: ``2 * overlap + 1`` rounded up to ``size_multiple``.
+
+    Smaller tiles are still exact (any tile larger than the overlap is) but would compute each
+    pixel more than four times.
+    """
+    return round_up(2 * overlap + 1, size_multiple)
+
+
+def tile_boxes(height: int, width: int, tile: int, overlap: int) -> list[Box]:
+    """Boxes ``(top, left, h, w)`` of equal-sized tiles covering a ``height x width`` image.
+
+    Tiles are ``tile x tile`` (or the full side where the image is smaller than ``tile``), placed
+    every ``tile - overlap`` pixels from the top-left; the last tile of a row or column is shifted
+    back to end on the image border, so all tiles have one shape and can be batched. Row-major order.
+    """
+    for name, value in (("height", height), ("width", width), ("tile", tile)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if not isinstance(overlap, int) or overlap < 0:
+        raise ValueError(f"overlap must be a non-negative int, got {overlap!r}")
+    rows = _starts(height, tile, overlap)
+    cols = _starts(width, tile, overlap)
+    th, tw = min(tile, height), min(tile, width)
+    return [(top, left, th, tw) for top in rows for left in cols]
+
+
+def _starts(length: int, tile: int, overlap: int) -> list[int]:
+    if tile >= length:
+        return [0]
+    if overlap >= tile:
+        raise ValueError(f"overlap ({overlap}) must be smaller than tile ({tile})")
+    step = tile - overlap
+    starts = list(range(0, length - tile, step))
+    starts.append(length - tile)
+    return starts
+
+
+def blend_profile(length: int, *, zero: int, ramp: int, start: bool = True, end: bool = True) -> torch.Tensor:
+    """1-D blending weights (float32, ``length``) of one tile side.
+
+    At an interior end (``start``/``end`` True) the first ``zero`` pixels get 0, the next ``ramp``
+    pixels rise along a Hann half-period ``0.5 - 0.5 cos(pi (i + 0.5) / ramp)`` and the rest get 1;
+    an end on the image border (False) gets 1 up to the edge. Where ``zero + ramp`` exceeds half the
+    length the two ends multiply.
+    """
+    if zero < 0 or ramp < 0:
+        raise ValueError(f"zero and ramp must be >= 0, got zero={zero!r}, ramp={ramp!r}")
+    i = torch.arange(length, dtype=torch.float64)
+    weight = torch.ones(length, dtype=torch.float64)
+    for interior, dist in ((start, i), (end, length - 1 - i)):
+        if interior:
+            weight *= _ramp(dist, zero, ramp)
+    return weight.float()
+
+
+def _ramp(dist: torch.Tensor, zero: int, ramp: int) -> torch.Tensor:
+    """0 for ``dist < zero``, a Hann rise over ``ramp`` pixels, then 1 (``dist``: index from the edge)."""
+    if ramp == 0:
+        return (dist >= zero).double()
+    t = ((dist - zero + 0.5) / ramp).clamp(0, 1)
+    return torch.where(dist < zero, 0.0, 0.5 - 0.5 * torch.cos(math.pi * t))
+
+
+def blend_window(
+    height: int,
+    width: int,
+    *,
+    zero: int,
+    ramp: int,
+    interior: tuple[bool, bool, bool, bool] = (True, True, True, True),
+) -> torch.Tensor:
+    """2-D blending weights (float32, ``height x width``) of one tile: the outer product of the row
+    and column profiles of :func:`blend_profile`.
+
+    ``zero``: width in (output) pixels of the zero band along an interior edge (at least
+    ``receptive_field * scale`` for exact tiling); ``ramp``: length of the Hann rise after it;
+    ``interior``: (top, bottom, left, right), True for an edge inside the image, False for an
+    image border (weight 1 up to the edge).
+    """
+    top, bottom, left, right = interior
+    rows = blend_profile(height, zero=zero, ramp=ramp, start=top, end=bottom)
+    cols = blend_profile(width, zero=zero, ramp=ramp, start=left, end=right)
+    return rows[:, None] * cols[None, :]
+
+
+def round_up(value: int, multiple: int) -> int:
+    """Smallest multiple of ``multiple`` that is >= ``value``."""
+    return -(-value // multiple) * multiple
+
+
+def round_down(value: int, multiple: int) -> int:
+    """Largest multiple of ``multiple`` that is <= ``value``, at least ``multiple``."""
+    return max(multiple, value // multiple * multiple)
+
+
+def _as_tuple(inputs: torch.Tensor | Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    tensors = (inputs,) if isinstance(inputs, torch.Tensor) else tuple(inputs)
+    if not tensors:
+        raise ValueError("inputs must hold at least one tensor")
+    first = tensors[0]
+    for k, x in enumerate(tensors):
+        if not isinstance(x, torch.Tensor) or x.ndim != 4:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"inputs[{k}] must be a 4-D tensor (N,C,H,W), got {shape}")
+        if x.shape[0] != first.shape[0] or x.shape[-2:] != first.shape[-2:]:
+            raise ValueError(
+                f"inputs[{k}] has shape {tuple(x.shape)}; every input needs the N, H, W of inputs[0] "
+                f"{tuple(first.shape)}"
+            )
+        if x.device != first.device:
+            raise ValueError(f"inputs[{k}] is on {x.device}, inputs[0] on {first.device}")
+    if first.numel() == 0:
+        raise ValueError(f"inputs[0] is empty: shape {tuple(first.shape)}")
+    return tensors
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Pad bottom and right of (N,C,H,W) to multiples of ``multiple``: reflect, replicate if too small."""
+    ph, pw = (-x.shape[-2]) % multiple, (-x.shape[-1]) % multiple
+    if ph == 0 and pw == 0:
+        return x
+    mode = "reflect" if ph < x.shape[-2] and pw < x.shape[-1] else "replicate"
+    return F.pad(x, (0, pw, 0, ph), mode=mode)
+
+
+def tiled_forward(
+    fn: TileFn,
+    inputs: torch.Tensor | Sequence[torch.Tensor],
+    *,
+    scale: int,
+    tile: int | None,
+    overlap: int | None = None,
+    receptive_field: int,
+    size_multiple: int = 1,
+    tile_batch: int = 4,
+) -> torch.Tensor:
+    """Run ``fn`` over equal, overlapping tiles of ``inputs`` and blend the results.
+
+    - ``fn(*tiles) -> (B, C_out, h*scale, w*scale)``: called with one crop per input, all cut with
+      the same boxes, ``tile_batch`` crops (tiles x images) concatenated along the batch dimension.
+    - ``inputs``: a tensor (N,C,H,W) or a sequence of tensors with equal N, H, W (image and mask).
+    - ``tile``: tile side in input pixels (rounded down to ``size_multiple``); ``None`` or a tile
+      covering the image: one pass over the whole padded image.
+    - ``overlap``: default ``2 * receptive_field + max(8, receptive_field // 2)`` (module docstring).
+
+    Returns (N, C_out, H*scale, W*scale) on the inputs' device, accumulated in float32 (float64 if
+    ``fn`` returns float64) and returned in ``fn``'s output dtype. Gradients are not disabled here:
+    call it under ``torch.inference_mode()``.
+    """
+    tensors = _as_tuple(inputs)
+    for name, value in (("scale", scale), ("size_multiple", size_multiple), ("tile_batch", tile_batch)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if not isinstance(receptive_field, int) or receptive_field < 0:
+        raise ValueError(f"receptive_field must be a non-negative int, got {receptive_field!r}")
+    if tile is not None and (not isinstance(tile, int) or tile < 1):
+        raise ValueError(f"tile must be a positive int or None, got {tile!r}")
+    if overlap is None:
+        overlap = default_overlap(receptive_field, size_multiple)
+    elif not isinstance(overlap, int) or overlap < 0:
+        raise ValueError(f"overlap must be a non-negative int or None, got {overlap!r}")
+    else:
+        overlap = round_up(overlap, size_multiple)
+
+    n, _, height, width = tensors[0].shape
+    padded = tuple(pad_to_multiple(x, size_multiple) for x in tensors)
+    ph, pw = padded[0].shape[-2:]
+    tile = max(ph, pw) if tile is None else round_down(tile, size_multiple)
+    tiled = tile < max(ph, pw)
+    if tiled and overlap >= tile:
+        raise ValueError(
+            f"tile {tile} must be larger than the overlap {overlap} (receptive_field {receptive_field}); "
+            f"use tile >= {min_tile_size(overlap, size_multiple)} or tile=None for one pass"
+        )
+    if tiled and overlap < 2 * receptive_field:
+        warnings.warn(
+            f"overlap {overlap} < 2 * receptive_field ({receptive_field}): tiles are blended but not exact",
+            stacklevel=2,
+        )
+    boxes = tile_boxes(ph, pw, tile, overlap)
+    th, tw = boxes[0][2], boxes[0][3]
+
+    # Blending in output pixels: zero band and ramp split the overlap symmetrically.
+    # Exact when overlap >= 2 * receptive_field: the zero bands are then >= receptive_field * scale.
+    spare = overlap - 2 * receptive_field if overlap >= 2 * receptive_field else overlap
+    ramp = min(default_ramp(receptive_field), spare) * scale
+    zero = (overlap * scale - ramp) // 2
+
+    out = row_sum = col_sum = None
+    out_h, out_w = height * scale, width * scale
+    per_call = max(1, tile_batch // n)
+    for first in range(0, len(boxes), per_call):
+        group = boxes[first : first + per_call]
+        crops = [torch.cat([x[..., t : t + th, l : l + tw] for t, l, _, _ in group]) for x in padded]
+        result = fn(*crops)
+        expected = (len(group) * n, th * scale, tw * scale)
+        if result.ndim != 4 or (result.shape[0], *result.shape[-2:]) != expected:
+            raise ValueError(
+                f"fn returned shape {tuple(result.shape)} for input tiles {tuple(crops[0].shape)}; "
+                f"expected (B={expected[0]}, C, {expected[1]}, {expected[2]}) with scale {scale}"
+            )
+        if out is None:
+            acc_dtype = torch.float64 if result.dtype == torch.float64 else torch.float32
+            out_dtype = result.dtype
+            device = tensors[0].device
+            out = torch.zeros(n, result.shape[1], out_h, out_w, dtype=acc_dtype, device=device)
+            row_sum = torch.zeros(ph * scale, dtype=acc_dtype, device=device)
+            col_sum = torch.zeros(pw * scale, dtype=acc_dtype, device=device)
+            profiles: dict[tuple[int, bool, bool], torch.Tensor] = {}
+        result = result.to(device=out.device, dtype=out.dtype)
+        for k, (top, left, h, w) in enumerate(group):
+            y0, x0, y1, x1 = top * scale, left * scale, (top + h) * scale, (left + w) * scale
+            rows = _profile(profiles, h * scale, top > 0, top + h < ph, zero, ramp, out)
+            cols = _profile(profiles, w * scale, left > 0, left + w < pw, zero, ramp, out)
+            if left == 0:
+                row_sum[y0:y1] += rows
+            if top == 0:
+                col_sum[x0:x1] += cols
+            # Crop to the unpadded output: tiles may reach into the bottom/right padding.
+            ch, cw = min(y1, out_h) - y0, min(x1, out_w) - x0
+            if ch <= 0 or cw <= 0:
+                continue
+            piece = result[k * n : (k + 1) * n, :, :ch, :cw]
+            target = out[..., y0 : y0 + ch, x0 : x0 + cw]
+            if tiled:
+                target.addcmul_(piece, rows[:ch, None] * cols[None, :cw])
+            else:
+                target.copy_(piece)
+    assert out is not None and row_sum is not None and col_sum is not None
+    if tiled:
+        # The weights are the outer product of row and column profiles, so their sum is too.
+        out.div_(row_sum[:out_h, None]).div_(col_sum[None, :out_w])
+    return out if out.dtype == out_dtype else out.to(out_dtype)
+
+
+def _profile(
+    cache: dict[tuple[int, bool, bool], torch.Tensor],
+    length: int,
+    start: bool,
+    end: bool,
+    zero: int,
+    ramp: int,
+    like: torch.Tensor,
+) -> torch.Tensor:
+    key = (length, start, end)
+    if key not in cache:
+        cache[key] = blend_profile(length, zero=zero, ramp=ramp, start=start, end=end).to(like)
+    return cache[key]
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """True for ``torch.OutOfMemoryError`` and RuntimeErrors whose message says out of memory (CUDA,
+    MPS, CPU allocator)."""
+    if isinstance(error, torch.OutOfMemoryError):
+        return True
+    return isinstance(error, RuntimeError) and any(m in str(error) for m in OOM_MESSAGES)
+
+
+def _free_cached_memory() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def tiled_forward_with_fallback(
+    fn: TileFn,
+    inputs: torch.Tensor | Sequence[torch.Tensor],
+    *,
+    scale: int,
+    tile: int | None,
+    overlap: int | None = None,
+    receptive_field: int,
+    size_multiple: int = 1,
+    tile_batch: int = 4,
+    min_tile: int = 32,
+) -> tuple[torch.Tensor, int | None]:
+    """:func:`tiled_forward`, halving the tile on out-of-memory errors. Returns ``(output, tile_used)``.
+
+    ``tile_used`` is ``None`` when one pass over the whole image worked. Each halving empties the
+    CUDA cache and warns. The tile never goes below ``max(min_tile, 2 * overlap + 1)`` (rounded to
+    ``size_multiple``); when that size runs out of memory too, a RuntimeError lists the sizes tried.
+    """
+    tensors = _as_tuple(inputs)
+    if overlap is None:
+        overlap = default_overlap(receptive_field, size_multiple)
+    floor = round_up(max(min_tile, min_tile_size(overlap, size_multiple)), size_multiple)
+    side = max(round_up(s, size_multiple) for s in tensors[0].shape[-2:])
+    current = tile
+    tried: list[str] = []
+    while True:
+        try:
+            out = tiled_forward(
+                fn,
+                tensors,
+                scale=scale,
+                tile=current,
+                overlap=overlap,
+                receptive_field=receptive_field,
+                size_multiple=size_multiple,
+                tile_batch=tile_batch,
+            )
+            return out, current
+        except (RuntimeError, torch.OutOfMemoryError) as err:
+            if not is_out_of_memory(err):
+                raise
+            message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        # Out of the except block: the failed attempt's tensors are released before retrying.
+        _free_cached_memory()
+        size = side if current is None or current >= side else round_down(current, size_multiple)
+        tried.append("whole image" if current is None or current >= side else str(size))
+        if size <= floor:
+            raise RuntimeError(
+                f"out of memory with every tile size tried ({', '.join(tried)}; the smallest allowed is "
+                f"{floor}): {message}. Free memory, process fewer images at once, lower tile_batch, "
+                "start from a smaller tile (--tile / tile=), or run on the CPU (--device cpu / device='cpu')."
+            )
+        current = max(round_down(size // 2, size_multiple), floor)
+        warnings.warn(f"out of memory with tile {tried[-1]}; retrying with tile {current}", stacklevel=2)

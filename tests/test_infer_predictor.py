@@ -1,0 +1,236 @@
+"""Predictor: device and precision policy, channels_last, validation, tiling and out-of-memory memory."""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+import restore.models as models
+from restore.infer import Predictor, default_precision, resolve_precision
+from restore.infer.tiling import default_overlap
+from restore.models.registry import attach_spec
+
+
+class Recorder(nn.Module):
+    """Wraps a model and records what its forward sees: layout, dtype, autocast, inference mode."""
+
+    def __init__(self, inner: nn.Module, spec_changes: dict | None = None, oom_above: int | None = None):
+        super().__init__()
+        self.inner = inner
+        self.oom_above = oom_above
+        self.seen: list[dict] = []
+        attach_spec(self, dataclasses.replace(inner.spec, **(spec_changes or {})))
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        x = inputs[0]
+        self.seen.append(
+            {
+                "channels_last": x.is_contiguous(memory_format=torch.channels_last) and x.shape[1] > 1,
+                "contiguous": x.is_contiguous(),
+                "dtype": x.dtype,
+                "device": x.device.type,
+                "autocast": torch.is_autocast_enabled(x.device.type),
+                "autocast_dtype": torch.get_autocast_dtype(x.device.type),
+                "inference": torch.is_inference_mode_enabled(),
+                "shape": tuple(x.shape),
+            }
+        )
+        if self.oom_above is not None and max(x.shape[-2:]) > self.oom_above:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB")
+        return self.inner(*inputs)
+
+
+def compact(**spec_changes) -> Recorder:
+    torch.manual_seed(0)
+    return Recorder(models.build("compact_tiny"), spec_changes)
+
+
+def image(h: int = 24, w: int = 20, n: int = 1, c: int = 3) -> torch.Tensor:
+    return torch.rand(n, c, h, w, generator=torch.Generator().manual_seed(5))
+
+
+def test_cpu_default_is_float32_channels_last_in_inference_mode():
+    model = compact()
+    predictor = Predictor(model, device="cpu")
+    assert predictor.precision == "fp32" and predictor.dtype == torch.float32 and predictor.channels_last
+    assert model.inner.body[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert not model.training
+    x = image()
+    out = predictor(x)
+    seen = model.seen[-1]
+    assert seen["channels_last"] and not seen["contiguous"]  # channels_last, not the default layout
+    assert seen["dtype"] == torch.float32 and not seen["autocast"] and seen["inference"]
+    assert x.is_contiguous()  # the caller's tensor is untouched
+    assert out.shape == (1, 3, 96, 80) and out.dtype == torch.float32 and out.device == x.device
+    assert predictor.last_tile is None  # a small image: one pass
+
+
+def test_default_device_follows_cuda_availability():
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert Predictor(compact()).device.type == expected
+    with pytest.raises(ValueError, match="device"):
+        Predictor(compact(), device="gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            Predictor(compact(), device="cuda")
+
+
+def test_output_equals_the_plain_model_and_is_not_clamped():
+    torch.manual_seed(0)
+    plain = models.build("edsr_tiny").eval()
+    with torch.no_grad():
+        plain.conv_last.bias += 2.0 * plain.img_range  # outputs shifted by +2: far outside [0, 1]
+    x = image(33, 29, n=2)
+    with torch.no_grad():
+        expected = plain(x)  # contiguous float32
+    out = Predictor(plain, device="cpu")(x)
+    assert out.min() > 1.5
+    diff = (out - expected).abs().max().item()
+    assert diff < 1e-5, diff
+
+
+def test_explicit_tile_matches_the_whole_image_and_is_rounded_to_the_size_multiple():
+    torch.manual_seed(0)
+    plain = models.build("rrdbnet_small", scale=2).eval()
+    x = image(64, 90)
+    with torch.no_grad():
+        expected = plain(x)
+    predictor = Predictor(plain, device="cpu", tile=81, tile_batch=2)
+    assert predictor.tile == 80 and predictor.overlap == default_overlap(24, 2) == 60
+    out = predictor(x)
+    assert predictor.last_tile == 80
+    diff = (out - expected).abs().max().item()
+    assert diff < 1e-5, diff
+
+
+def test_auto_tile_under_a_small_memory_budget(monkeypatch):
+    model = compact()
+    predictor = Predictor(model, device="cpu", tile_batch=1)
+    x = image(67, 93)
+    per_pixel = predictor.bytes_per_pixel()
+    assert per_pixel > 4 * 32  # at least one float32 feature map of 32 channels per pixel
+    # A budget for one 60x60 tile per forward (tile_batch 1): tiles of 60.
+    monkeypatch.setattr(Predictor, "memory_budget", lambda self: (60 * 60 + 1) * per_pixel)
+    assert predictor.choose_tile((x,)) == 60
+    model.seen.clear()
+    out = predictor(x)
+    assert predictor.last_tile == 60 and {s["shape"][-2:] for s in model.seen} == {(60, 60)}
+    with torch.no_grad():
+        expected = model.inner(x)
+    assert (out - expected).abs().max() < 1e-5
+    # A budget the whole image fits: one pass.
+    monkeypatch.setattr(Predictor, "memory_budget", lambda self: 67 * 93 * per_pixel + 1)
+    assert predictor.choose_tile((x,)) is None
+    # Never below the useful minimum 2 * overlap + 1 = 57.
+    monkeypatch.setattr(Predictor, "memory_budget", lambda self: 1.0)
+    assert predictor.choose_tile((x,)) == 2 * predictor.overlap + 1
+
+
+def test_out_of_memory_fallback_is_remembered():
+    torch.manual_seed(0)
+    model = Recorder(models.build("compact_tiny"), oom_above=70)
+    predictor = Predictor(model, device="cpu")
+    x = image(67, 93)
+    with pytest.warns(UserWarning, match="out of memory"):
+        out = predictor(x)
+    assert predictor.last_tile == 57  # 93 -> 46, raised to the minimum 2 * overlap (28) + 1
+    with torch.no_grad():
+        assert (out - model.inner(x)).abs().max() < 1e-5
+    model.seen.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no new halving: the tile that worked is used directly
+        predictor(x)
+    assert {s["shape"][-2:] for s in model.seen} == {(57, 57)}
+
+
+def test_bf16_refused_with_a_warning_when_the_model_does_not_support_it():
+    model = compact(supports_bf16=False, name="no_bf16_net")
+    with pytest.warns(UserWarning, match="no_bf16_net.*bf16"):
+        predictor = Predictor(model, device="cpu", precision="bf16")
+    assert predictor.precision == "fp32"
+    predictor(image())
+    assert not model.seen[-1]["autocast"]
+    with pytest.warns(UserWarning, match="no_fp16_net.*fp16"):
+        Predictor(compact(supports_fp16=False, name="no_fp16_net"), device="cpu", precision="float16")
+
+
+def test_bf16_runs_under_autocast_with_float32_weights_and_output():
+    model = compact()
+    predictor = Predictor(model, device="cpu", precision="bfloat16")
+    assert predictor.precision == "bf16"
+    x = image()
+    out = predictor(x)
+    seen = model.seen[-1]
+    assert seen["autocast"] and seen["autocast_dtype"] == torch.bfloat16 and seen["dtype"] == torch.float32
+    assert model.inner.body[0].weight.dtype == torch.float32 and out.dtype == torch.float32
+    with torch.no_grad():
+        expected = model.inner(x)
+    rel = ((out - expected).norm() / expected.norm()).item()
+    assert 0 < rel < 1e-2, rel
+
+
+def test_precision_names_and_policy(monkeypatch):
+    spec = models.get_spec("compact_tiny")
+    cpu = torch.device("cpu")
+    names = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
+             "BFloat16": torch.bfloat16, "fp16": torch.float16, torch.float16: torch.float16}
+    for name, dtype in names.items():
+        assert resolve_precision(name, spec, cpu) == dtype
+    with pytest.raises(ValueError, match="precision.*'int8'"):
+        resolve_precision("int8", spec, cpu)
+    assert default_precision(spec, cpu) == torch.float32
+    cuda = torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert default_precision(spec, cuda) == torch.bfloat16
+    no_bf16 = dataclasses.replace(spec, supports_bf16=False)
+    assert default_precision(no_bf16, cuda) == torch.float16
+    assert default_precision(dataclasses.replace(no_bf16, supports_fp16=False), cuda) == torch.float32
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert default_precision(spec, cuda) == torch.float16  # pre-Ampere GPU
+
+
+def test_input_validation_messages():
+    predictor = Predictor(compact(), device="cpu")
+    with pytest.raises(ValueError, match="expects 3 input channels, got 1"):
+        predictor(image(c=1))
+    with pytest.raises(ValueError, match="4-D"):
+        predictor(image()[0])
+    with pytest.raises(ValueError, match="empty"):
+        predictor(torch.rand(0, 3, 8, 8))
+    with pytest.raises(ValueError, match="float"):
+        predictor((image() * 255).to(torch.uint8))
+    with pytest.raises(ValueError, match=r"1 input\(s\) \(image\), got 2"):
+        predictor(image(), image())
+    with pytest.raises(ValueError, match="tile"):
+        Predictor(compact(), device="cpu", tile=0)
+    with pytest.raises(TypeError, match="ModelSpec"):
+        Predictor(nn.Conv2d(3, 3, 3), device="cpu")
+
+
+def test_inpainting_model_takes_image_and_mask():
+    torch.manual_seed(0)
+    lama = models.build("lama_small").eval()
+    x, mask = models.example_inputs(lama, 1, 32)
+    predictor = Predictor(lama, device="cpu")
+    with torch.no_grad():
+        expected = lama(x, mask)
+    out = predictor(x, mask)
+    assert (out - expected).abs().max() < 1e-5
+    with pytest.raises(ValueError, match="mask must have 1 channel"):
+        predictor(x, x)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_model_cpu_input_returns_on_the_input_device():
+    model = compact()
+    predictor = Predictor(model, device="cuda", precision="fp32")
+    x = image(64, 80)
+    out = predictor(x)
+    assert out.device.type == "cpu" and model.seen[-1]["device"] == "cuda"
+    with torch.no_grad():
+        expected = model.inner.cpu()(x)
+    assert (out - expected).abs().max() < 1e-4
