@@ -18,6 +18,7 @@ import shutil
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -38,8 +39,11 @@ CASES = {
     "sr_gan (compact_tiny + vgg_discriminator/16, L1 + RaGAN)": {
         "model": {"name": "compact_tiny"},
         "losses": {"l1": 0.01, "gan": {"name": "ragan", "weight": 0.005}},
-        "discriminator": {"name": "vgg_discriminator", "args": {"num_feat": 16},
-                          "losses": {"gan": {"name": "ragan", "side": "discriminator"}}},
+        "discriminator": {
+            "name": "vgg_discriminator",
+            "args": {"num_feat": 16},
+            "losses": {"gan": {"name": "ragan", "side": "discriminator"}},
+        },
         "data": {"patch_size": 128, "batch_size": 8},
     },
 }
@@ -60,7 +64,7 @@ class Pairs(torch.utils.data.Dataset):
         return {"input": self.input[i], "target": self.target[i], "seed": i}
 
 
-def hand_loop(case: dict, dataset: Pairs, steps: int, device: str) -> float:
+def hand_loop(case: dict, dataset: Pairs, steps: int, *, device: str) -> float:
     """Seconds for ``steps`` iterations of the minimal loop."""
     torch.manual_seed(0)
     cl = torch.channels_last
@@ -73,7 +77,9 @@ def hand_loop(case: dict, dataset: Pairs, steps: int, device: str) -> float:
         disc = models.build(dc["name"], **dc["args"]).to(device, memory_format=cl).train()
         d_loss = losses.build(dc["losses"]).to(device)
         opt_d = torch.optim.Adam(disc.parameters(), lr=1e-4, betas=(0.9, 0.99))
-    loader = torch.utils.data.DataLoader(dataset, batch_size=case["data"]["batch_size"], shuffle=True, drop_last=True)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=case["data"]["batch_size"], shuffle=True, drop_last=True
+    )
     done = 0
     start = time.perf_counter()
     while done < steps:
@@ -105,7 +111,7 @@ def hand_loop(case: dict, dataset: Pairs, steps: int, device: str) -> float:
     return time.perf_counter() - start
 
 
-def trainer_run(case: dict, dataset: Pairs, steps: int, device: str, ema: bool) -> float:
+def trainer_run(case: dict, dataset: Pairs, steps: int, *, device: str, ema: bool) -> float:
     """Seconds of ``Trainer.train()`` for ``steps`` steps (fixed costs included)."""
     from accelerate.state import AcceleratorState, GradientState
 
@@ -118,7 +124,13 @@ def trainer_run(case: dict, dataset: Pairs, steps: int, device: str, ema: bool) 
         "data": case["data"],
         "train": {"steps": steps, "lr": 1e-4, "ema_decay": 0.999 if ema else None, "mixed_precision": "no"},
         "validation": {"every": 0, "max_images": 1, "max_side": 32, "samples": 0, "lpips": False},
-        "output": {"dir": str(out), "save_every": 0, "log_every": 10**9, "tracker": "none", "progress": False},
+        "output": {
+            "dir": str(out),
+            "save_every": 0,
+            "log_every": 10**9,
+            "tracker": "none",
+            "progress": False,
+        },
     }
     if "discriminator" in case:
         overrides["discriminator"] = case["discriminator"]
@@ -160,25 +172,37 @@ def main() -> None:
     for label, case in CASES.items():
         dataset = Pairs(256, case["data"]["patch_size"])
         hand, plain, with_ema = [], [], []
+        runs = {
+            "hand": partial(hand_loop, case, dataset, device=args.device),
+            "plain": partial(trainer_run, case, dataset, device=args.device, ema=False),
+            "ema": partial(trainer_run, case, dataset, device=args.device, ema=True),
+        }
         for _ in range(args.repeats):  # alternate, so drifting machine load hits all alike
-            hand.append(per_step(lambda n: hand_loop(case, dataset, n, args.device), args.steps))
-            plain.append(per_step(lambda n: trainer_run(case, dataset, n, args.device, ema=False), args.steps))
-            with_ema.append(per_step(lambda n: trainer_run(case, dataset, n, args.device, ema=True), args.steps))
+            hand.append(per_step(runs["hand"], args.steps))
+            plain.append(per_step(runs["plain"], args.steps))
+            with_ema.append(per_step(runs["ema"], args.steps))
         h, p, e = (sorted(v)[len(v) // 2] for v in (hand, plain, with_ema))
         rows.append((label, 1 / h, 1 / p, h / p, 1 / e, h / e))
-        print(f"{label}: hand {1 / h:.2f} it/s, trainer {1 / p:.2f} it/s (ratio {h / p:.3f}), "
-              f"trainer+EMA {1 / e:.2f} it/s (ratio {h / e:.3f})", flush=True)
+        print(
+            f"{label}: hand {1 / h:.2f} it/s, trainer {1 / p:.2f} it/s (ratio {h / p:.3f}), "
+            f"trainer+EMA {1 / e:.2f} it/s (ratio {h / e:.3f})",
+            flush=True,
+        )
     lines = [
-        f"Trainer steps/s against a minimal hand-written loop (same model, LossSet, Adam, batch, channels_last, "
-        f"pre-made pairs), {args.device}, {machine()}; per-step time from runs of {args.steps} and "
-        f"{2 * args.steps} steps (fixed costs cancel), median of {args.repeats} alternating repeats. "
+        "Trainer steps/s against a minimal hand-written loop (same model, LossSet, Adam, batch, "
+        f"channels_last, pre-made pairs), {args.device}, {machine()}; per-step time from runs of "
+        f"{args.steps} and {2 * args.steps} steps (fixed costs cancel), median of {args.repeats} "
+        "alternating repeats. "
         "Target ratio >= 0.95.",
         "",
         "| case | hand loop it/s | trainer it/s | ratio | trainer + EMA it/s | ratio |",
         "|---|---|---|---|---|---|",
     ]
     for label, hand_rate, trainer_rate, ratio, ema_rate, ema_ratio in rows:
-        lines.append(f"| {label} | {hand_rate:.2f} | {trainer_rate:.2f} | {ratio:.3f} | {ema_rate:.2f} | {ema_ratio:.3f} |")
+        lines.append(
+            f"| {label} | {hand_rate:.2f} | {trainer_rate:.2f} | {ratio:.3f} "
+            f"| {ema_rate:.2f} | {ema_ratio:.3f} |"
+        )
     if not args.no_write:
         write_section(f"trainer-{args.device}", "\n".join(lines))
     print("\n".join(lines))

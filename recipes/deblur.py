@@ -1,7 +1,7 @@
 """NAFNet-style deblurring on synthetically blurred patches (Charbonnier loss, cosine schedule).
 
-    accelerate launch recipes/deblur.py                  # a quick run on the bundled sample images
-    accelerate launch recipes/deblur.py --data DIR --model.name nafnet --train.steps 200000
+accelerate launch recipes/deblur.py                  # a quick run on the bundled sample images
+accelerate launch recipes/deblur.py --data DIR --model.name nafnet --train.steps 200000
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """LaMa-style inpainting: masked L1, perceptual, adversarial (PatchGAN), feature matching and R1.
 
-    accelerate launch recipes/inpaint.py                 # a quick run on the bundled sample images
-    accelerate launch recipes/inpaint.py --data DIR --model.name lama --data.patch_size 256
+accelerate launch recipes/inpaint.py                 # a quick run on the bundled sample images
+accelerate launch recipes/inpaint.py --data DIR --model.name lama --data.patch_size 256
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """PSNR-oriented super-resolution (L1 on bicubic pairs by default).
 
-    accelerate launch recipes/sr.py                      # a quick run on the bundled sample images
-    accelerate launch recipes/sr.py --data DIR --val Set5 --model.name rrdbnet --train.steps 1000000
-    python recipes/sr.py --resume latest                 # continue the newest checkpoint
+accelerate launch recipes/sr.py                      # a quick run on the bundled sample images
+accelerate launch recipes/sr.py --data DIR --val Set5 --model.name rrdbnet --train.steps 1000000
+python recipes/sr.py --resume latest                 # continue the newest checkpoint
 """
 
 from __future__ import annotations

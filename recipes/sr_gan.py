@@ -21,7 +21,9 @@ CONFIG = Path(__file__).resolve().parent / "configs" / "sr_gan.yaml"
 
 
 def _options(parser) -> None:
-    parser.add_argument("--pretrain-steps", type=int, default=100, help="L1 steps before the GAN stage (0: none)")
+    parser.add_argument(
+        "--pretrain-steps", type=int, default=100, help="L1 steps before the GAN stage (0: none)"
+    )
 
 
 def pretrain_config(config):

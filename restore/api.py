@@ -54,8 +54,14 @@ def get_predictor(
     if isinstance(model, torch.nn.Module):
         key: tuple = ("module", id(model), task, scale, tile, str(device), precision)
     else:
-        key = (model if not isinstance(model, os.PathLike) else str(Path(model).resolve()), task, scale,
-               tile, str(device), precision)
+        key = (
+            model if not isinstance(model, os.PathLike) else str(Path(model).resolve()),
+            task,
+            scale,
+            tile,
+            str(device),
+            precision,
+        )
     predictor = _predictors.get(key)
     if predictor is not None:
         _predictors.move_to_end(key)
@@ -86,8 +92,9 @@ def _restore_alpha(predictor, source, alpha_mode: str) -> torch.Tensor | None:
     return rgb_to_gray(restored.clamp(0, 1))
 
 
-def _finish(out: torch.Tensor, source, alpha: torch.Tensor | None, output: str | os.PathLike | None,
-            quality: int):
+def _finish(
+    out: torch.Tensor, source, alpha: torch.Tensor | None, output: str | os.PathLike | None, quality: int
+):
     from restore.io.convert import from_model_output, save_like
 
     result = from_model_output(out.clamp(0, 1), source, alpha=alpha)
@@ -96,8 +103,20 @@ def _finish(out: torch.Tensor, source, alpha: torch.Tensor | None, output: str |
     return save_like(result, output, source, quality=quality)
 
 
-def _run(task: str, image: Any, *, scale: int | None, model: Any, tile, device, precision, alpha_mode: str,
-         output, quality: int, mask: Any = None):
+def _run(
+    task: str,
+    image: Any,
+    *,
+    scale: int | None,
+    model: Any,
+    tile,
+    device,
+    precision,
+    alpha_mode: str,
+    output,
+    quality: int,
+    mask: Any = None,
+):
     from restore.io.convert import to_model_input
 
     source = to_model_input(image)
@@ -128,8 +147,18 @@ def upscale(
     sharper edges), ``"resize"`` resizes it bicubically. With ``output`` the result is written there
     (format from the suffix; ``quality`` for JPEG/WebP) and the path is returned.
     """
-    return _run("sr", image, scale=_check_scale(scale), model=model, tile=tile, device=device,
-                precision=precision, alpha_mode=alpha_mode, output=output, quality=quality)
+    return _run(
+        "sr",
+        image,
+        scale=_check_scale(scale),
+        model=model,
+        tile=tile,
+        device=device,
+        precision=precision,
+        alpha_mode=alpha_mode,
+        output=output,
+        quality=quality,
+    )
 
 
 def deblur(
@@ -144,8 +173,18 @@ def deblur(
     quality: int = 95,
 ):
     """Remove motion/defocus blur from ``image`` (same size out; alpha kept as is by default)."""
-    return _run("deblur", image, scale=None, model=model, tile=tile, device=device, precision=precision,
-                alpha_mode=alpha_mode, output=output, quality=quality)
+    return _run(
+        "deblur",
+        image,
+        scale=None,
+        model=model,
+        tile=tile,
+        device=device,
+        precision=precision,
+        alpha_mode=alpha_mode,
+        output=output,
+        quality=quality,
+    )
 
 
 def inpaint(
@@ -166,8 +205,19 @@ def inpaint(
     pixels to fill. LaMa's receptive field is global, so by default the whole image goes through
     the model in one pass when it fits in memory.
     """
-    return _run("inpaint", image, scale=None, model=model, tile=tile, device=device, precision=precision,
-                alpha_mode="resize", output=output, quality=quality, mask=mask)
+    return _run(
+        "inpaint",
+        image,
+        scale=None,
+        model=model,
+        tile=tile,
+        device=device,
+        precision=precision,
+        alpha_mode="resize",
+        output=output,
+        quality=quality,
+        mask=mask,
+    )
 
 
 def _mask_tensor(mask: Any, source) -> torch.Tensor:

@@ -27,7 +27,9 @@ def add_image_commands(sub: argparse._SubParsersAction) -> None:
         "inpaint": "fill masked holes in an image or a folder of images",
     }
     for name, text in helps.items():
-        p = sub.add_parser(name, help=text, description=f"{text[0].upper()}{text[1:]}. " + __doc__.split("\n\n")[1])
+        p = sub.add_parser(
+            name, help=text, description=f"{text[0].upper()}{text[1:]}. " + __doc__.split("\n\n")[1]
+        )
         p.add_argument("input", help="an image file or a folder")
         p.add_argument("output", help="the output file, or a folder (created; sub-folders mirrored)")
         if name == "upscale":
@@ -39,22 +41,36 @@ def add_image_commands(sub: argparse._SubParsersAction) -> None:
                 help="a mask image (applied to every input) or a folder of masks with the inputs' relative "
                 "names (any image suffix); white/non-zero = fill",
             )
-        p.add_argument("--model", help="bundled name, .safetensors/.pth file, or URL#sha256=... (default: bundled)")
+        p.add_argument(
+            "--model", help="bundled name, .safetensors/.pth file, or URL#sha256=... (default: bundled)"
+        )
         p.add_argument("--tile", type=int, help="tile side in input pixels (default: from free memory)")
         p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
-        p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), help="(default: fp32 on CPU, bf16 on GPU)")
+        p.add_argument(
+            "--precision", choices=("fp32", "bf16", "fp16"), help="(default: fp32 on CPU, bf16 on GPU)"
+        )
         p.add_argument("-r", "--recursive", action="store_true", help="process sub-folders too")
         p.add_argument("--include", action="append", default=[], metavar="GLOB", help="only matching files")
         p.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="skip matching files")
-        p.add_argument("--skip-existing", action="store_true", help="skip inputs whose output exists (resume)")
-        p.add_argument("--format", choices=FORMATS, default="same", help="output format (default: the input's)")
+        p.add_argument(
+            "--skip-existing", action="store_true", help="skip inputs whose output exists (resume)"
+        )
+        p.add_argument(
+            "--format", choices=FORMATS, default="same", help="output format (default: the input's)"
+        )
         p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality (default: %(default)s)")
-        p.add_argument("--max-pixels", type=float, default=None,
-                       help="refuse inputs larger than this many megapixels (default: 179)")
+        p.add_argument(
+            "--max-pixels",
+            type=float,
+            default=None,
+            help="refuse inputs larger than this many megapixels (default: 179)",
+        )
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
         p.set_defaults(func=run_image_command, command_name=name)
     p = sub.add_parser("demo", help="run the bundled default model on the bundled sample images")
-    p.add_argument("output", nargs="?", default="restore-demo", help="folder for the results (default: %(default)s)")
+    p.add_argument(
+        "output", nargs="?", default="restore-demo", help="folder for the results (default: %(default)s)"
+    )
     p.add_argument("--device", help="cpu, cuda... (default: cuda when available)")
     p.set_defaults(func=run_demo)
 
@@ -107,7 +123,11 @@ def run_image_command(args: argparse.Namespace) -> int:
             skip_existing=args.skip_existing,
         )
         predictor = api.get_predictor(
-            args.model, task=task, scale=getattr(args, "scale", None), tile=args.tile, device=args.device,
+            args.model,
+            task=task,
+            scale=getattr(args, "scale", None),
+            tile=args.tile,
+            device=args.device,
             precision=args.precision,
         )
         mask_for = _mask_lookup(args.mask, Path(args.input)) if name == "inpaint" else None
@@ -144,7 +164,12 @@ def run_image_command(args: argparse.Namespace) -> int:
         save_like(image, job.target, source, quality=args.quality)
 
     report = run_jobs(
-        jobs, read=read, process=process, write=write, progress=not args.no_progress, description=name,
+        jobs,
+        read=read,
+        process=process,
+        write=write,
+        progress=not args.no_progress,
+        description=name,
         skipped=skipped,
     )
     print(report.summary(), file=sys.stderr if report.failed else sys.stdout)
@@ -195,5 +220,7 @@ def run_demo(args: argparse.Namespace) -> int:
     mean_b = sum(r[1] for r in rows) / len(rows)
     mean_m = sum(r[2] for r in rows) / len(rows)
     print(f"  {'mean':12s} bicubic {mean_b:6.2f} dB  model {mean_m:6.2f} dB  (PSNR-Y, x{scale})")
-    print(f"wrote {3 * len(rows)} images to {out_dir}/ (<name>_compare.png: input | bicubic | model | original)")
+    print(
+        f"wrote {3 * len(rows)} images to {out_dir}/ (<name>_compare.png: input | bicubic | model | original)"
+    )
     return 0

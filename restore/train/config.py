@@ -1,6 +1,6 @@
 """Training configuration: nested dataclasses, loadable from YAML, with dotted command-line overrides.
 
-    config = load_config("recipes/configs/sr_gan.yaml", ["--train.lr", "2e-4", "--losses.lpips.weight", "0.1"])
+    config = load_config("recipes/configs/sr_gan.yaml", ["--train.lr", "2e-4", "--losses.l1.weight", "0.1"])
     save_config(config, "runs/x/config.yaml")       # every run saves the resolved config
 
 Sections: ``model`` (generator), ``task`` (what makes the training input), ``data``, ``losses``
@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -243,6 +244,22 @@ def config_from_dict(data: dict[str, Any] | None, cls: type = Config, path: str 
 # ----------------------------------------------------------------------------- overrides
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader that also reads exponent floats without a dot (``2e-4``), as YAML 1.2 does."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _yaml(text: str) -> Any:
+    """YAML text -> Python objects (safe: a SafeLoader subclass)."""
+    return yaml.load(text, Loader=_Loader)
+
+
 def _parse_value(text: str) -> Any:
     """A command-line value as YAML: numbers, booleans, null, lists and mappings."""
     try:
@@ -276,7 +293,9 @@ def _set_dotted(data: dict[str, Any], dotted: str, value: Any, defaults: Any) ->
         child = node.get(key)
         if not isinstance(child, dict):
             # a loss given as a bare weight (`l1: 1.0`) becomes {"weight": 1.0} when a field is set
-            child = {"weight": child} if isinstance(child, (int, float)) and not isinstance(child, bool) else {}
+            child = (
+                {"weight": child} if isinstance(child, (int, float)) and not isinstance(child, bool) else {}
+            )
             node[key] = child
         node = child
 
@@ -331,7 +350,7 @@ def load_config(
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"config file not found: '{path}'")
-        loaded = yaml.safe_load(path.read_text()) or {}
+        loaded = _yaml(path.read_text()) or {}
         if not isinstance(loaded, dict):
             raise ValueError(f"config file '{path}' must hold a mapping, got {type(loaded).__name__}")
         config_from_dict(loaded)  # unknown keys in the file fail here, naming the key

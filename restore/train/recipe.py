@@ -30,14 +30,16 @@ def parse_recipe_args(
     """
     parser = argparse.ArgumentParser(
         description=description,
-        epilog="Any config value can be set with a dotted option, e.g. --train.lr 2e-4 --losses.l1.weight 0.5",
+        epilog="Set any config value with a dotted option, e.g. --train.lr 2e-4 --losses.l1.weight 0.5",
     )
     parser.add_argument("--config", default=str(default_config), help="a YAML config (default: %(default)s)")
     parser.add_argument("--data", help="a folder of clean training images (default: the bundled samples)")
     parser.add_argument("--val", help="a validation folder (clean images, or HR/ + LR_bicubic/X<s>/)")
     parser.add_argument("--output", help="the run folder (checkpoints, samples, logs, model.safetensors)")
     parser.add_argument("--steps", type=int, help="optimiser steps to train for")
-    parser.add_argument("--resume", nargs="?", const="latest", help="'latest' (default) or a checkpoint folder")
+    parser.add_argument(
+        "--resume", nargs="?", const="latest", help="'latest' (default) or a checkpoint folder"
+    )
     if extra is not None:
         extra(parser)
     args, rest = parser.parse_known_args(argv)
@@ -45,8 +47,13 @@ def parse_recipe_args(
         if item.startswith("--") and "." not in item.split("=", 1)[0]:
             parser.error(f"unrecognized option {item} (config values are set as --section.key VALUE)")
     shortcuts: list[str] = []
-    for option, key in (("data", "data.train"), ("val", "validation.data"), ("output", "output.dir"),
-                        ("steps", "train.steps"), ("resume", "output.resume")):
+    for option, key in (
+        ("data", "data.train"),
+        ("val", "validation.data"),
+        ("output", "output.dir"),
+        ("steps", "train.steps"),
+        ("resume", "output.resume"),
+    ):
         value = getattr(args, option)
         if value is not None:
             shortcuts += [f"--{key}", str(value)]

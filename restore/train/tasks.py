@@ -89,7 +89,9 @@ class Task:
         """What a conditional discriminator sees beside the image: the input, resized to the target."""
         condition = pair["input"]
         if condition.shape[-2:] != pair["target"].shape[-2:]:
-            condition = torch.nn.functional.interpolate(condition, size=pair["target"].shape[-2:], mode="bicubic")
+            condition = torch.nn.functional.interpolate(
+                condition, size=pair["target"].shape[-2:], mode="bicubic"
+            )
         return condition
 
 
@@ -105,4 +107,6 @@ def build_task(config: Any) -> Task:
     degradation = config.degradation
     if config.name == "deblur" and degradation in (None, "bicubic"):
         degradation = "blur"
-    return Task(config.name, scale, _degradation_module(degradation, scale if config.name == "sr" else None), None)
+    return Task(
+        config.name, scale, _degradation_module(degradation, scale if config.name == "sr" else None), None
+    )

@@ -107,7 +107,9 @@ def _lr_lambda(scheduler: str, steps: int, warmup: int, milestones: list[int], g
     return factor
 
 
-def _optimizer(params, name: str, lr: float, betas: list[float], weight_decay: float) -> torch.optim.Optimizer:
+def _optimizer(
+    params, name: str, lr: float, betas: list[float], weight_decay: float
+) -> torch.optim.Optimizer:
     classes = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
     if name not in classes:
         raise ValueError(f"train.optimizer must be one of {sorted(classes)}, got {name!r}")
@@ -149,10 +151,11 @@ class Trainer:
         train_dataset: Any = None,
         validation_pairs: list | None = None,
     ) -> None:
-        import losses
-        import restore.models as models
         from accelerate import Accelerator
         from accelerate.utils import GradScalerKwargs, ProjectConfiguration, set_seed
+
+        import losses
+        import restore.models as models
 
         self.config = config
         self.output_dir = Path(config.output.dir)
@@ -160,7 +163,9 @@ class Trainer:
 
         spec = models.get_spec(config.model.name)
         if accelerator is None:
-            precision = resolve_mixed_precision(config.train.mixed_precision, spec.supports_bf16, spec.supports_fp16)
+            precision = resolve_mixed_precision(
+                config.train.mixed_precision, spec.supports_bf16, spec.supports_fp16
+            )
             handlers = []
             if precision == "fp16" and config.discriminator.name:
                 # R1 with fp16 logits overflows at GradScaler's default scale 2**16 (see losses.R1Penalty)
@@ -193,7 +198,9 @@ class Trainer:
             discriminator.to(device, memory_format=memory_format)
 
         self.g_loss = losses.build(config.losses).to(device)
-        self.d_loss = losses.build(config.discriminator.losses).to(device) if discriminator is not None else None
+        self.d_loss = (
+            losses.build(config.discriminator.losses).to(device) if discriminator is not None else None
+        )
         self.g_adversarial = _needs(self.g_loss, ADVERSARIAL_INPUTS)
         if self.g_adversarial and discriminator is None:
             raise ValueError(
@@ -201,7 +208,8 @@ class Trainer:
                 "(e.g. unet_discriminator, vgg_discriminator, patchgan)"
             )
         self.d_features = discriminator is not None and bool(
-            {"fake_features", "real_features"} & (self.g_adversarial | _needs(self.d_loss, ADVERSARIAL_INPUTS))
+            {"fake_features", "real_features"}
+            & (self.g_adversarial | _needs(self.d_loss, ADVERSARIAL_INPUTS))
         )
         self.r1_real = self.d_loss is not None and any(t.spec.name == "r1" for t in self.d_loss.terms)
 
@@ -217,7 +225,8 @@ class Trainer:
             d_params = list(discriminator.parameters()) + list(self.d_loss.parameters())
             opt_d = _optimizer(d_params, tc.optimizer, dc.lr, dc.betas, dc.weight_decay)
             self.sched_d = torch.optim.lr_scheduler.LambdaLR(
-                opt_d, _lr_lambda(dc.scheduler or tc.scheduler, tc.steps, tc.warmup_steps, tc.milestones, tc.gamma)
+                opt_d,
+                _lr_lambda(dc.scheduler or tc.scheduler, tc.steps, tc.warmup_steps, tc.milestones, tc.gamma),
             )
 
         dataset = train_dataset if train_dataset is not None else self._dataset()
@@ -242,7 +251,8 @@ class Trainer:
             generator, opt_g, loader = accelerator.prepare(generator, opt_g, loader)
         if len(loader) == 0:
             raise ValueError(
-                f"the training set has {len(dataset)} items, fewer than one batch of {config.data.batch_size} "
+                f"the training set has {len(dataset)} items, fewer than one batch of "
+                f"{config.data.batch_size} "
                 f"per process ({accelerator.num_processes}); lower data.batch_size or raise data.repeat"
             )
         self.generator, self.discriminator = generator, discriminator
@@ -255,6 +265,7 @@ class Trainer:
         self.step = 0
         self.skipped_steps = 0
         self._bad_in_a_row = 0
+        self._snapshots = None
         self._log_file = self.output_dir / "metrics.jsonl"
 
     # ------------------------------------------------------------------ setup helpers
@@ -267,7 +278,9 @@ class Trainer:
                 f"set model.args.scale or task.scale"
             )
         if self.task.name == "inpaint" and "mask" not in spec.inputs:
-            raise ValueError(f"task 'inpaint' needs a model that takes a mask; '{spec.name}' takes {spec.inputs}")
+            raise ValueError(
+                f"task 'inpaint' needs a model that takes a mask; '{spec.name}' takes {spec.inputs}"
+            )
 
     @staticmethod
     def _tracker(name: str | None) -> str | None:
@@ -319,6 +332,7 @@ class Trainer:
             root.mkdir(parents=True, exist_ok=True)
         acc.wait_for_everyone()
         acc.save_state(str(partial), safe_serialization=True)
+        acc.wait_for_everyone()  # every rank's files (random_states_<rank>.pkl) are in before the rename
         final = None
         if acc.is_main_process:
             from safetensors.torch import save_file
@@ -367,7 +381,9 @@ class Trainer:
         disc.requires_grad_(False)
         fake_logits, fake_features = _discriminator_outputs(disc, pred, condition, self.d_features)
         with torch.no_grad():
-            real_logits, real_features = _discriminator_outputs(disc, pair["target"], condition, self.d_features)
+            real_logits, real_features = _discriminator_outputs(
+                disc, pair["target"], condition, self.d_features
+            )
         return {
             "fake_logits": fake_logits,
             "real_logits": real_logits,
@@ -419,11 +435,31 @@ class Trainer:
         optimizer.zero_grad(set_to_none=True)
         return taken
 
+    def _buffer_snapshot(self, model: nn.Module | None) -> list[tuple[Tensor, Tensor]]:
+        """``(buffer, copy)`` for a model's buffers (batch-norm statistics), to undo a skipped step."""
+        if model is None:
+            return []
+        return [(b, b.detach().clone()) for b in self._unwrap(model).buffers()]
+
+    @staticmethod
+    def _restore_buffers(snapshot: list[tuple[Tensor, Tensor]]) -> None:
+        with torch.no_grad():
+            for buffer, saved in snapshot:
+                buffer.copy_(saved)
+
     def train_step(self, batch: dict[str, Any]) -> dict[str, float] | None:
         """One micro-batch; returns the logged terms when an optimiser step happened, else None."""
         acc = self.accelerator
         cfg = self.config
-        models_ = (self.generator, self.discriminator) if self.discriminator is not None else (self.generator,)
+        models_ = (
+            (self.generator, self.discriminator) if self.discriminator is not None else (self.generator,)
+        )
+        lr = self.opt_g.param_groups[0]["lr"]  # the rate this step uses (read before the scheduler moves it)
+        if self._snapshots is None:  # the first micro-batch of an optimiser step
+            self._snapshots = (
+                self._buffer_snapshot(self.generator),
+                self._buffer_snapshot(self.discriminator),
+            )
         with acc.accumulate(*models_):
             pair = self.task.make_pair(batch, acc.device)
             if cfg.train.channels_last:
@@ -441,42 +477,59 @@ class Trainer:
             logs["g/total"] = g_total.detach()
             stepped = None
             if acc.sync_gradients:
-                stepped = self._optimizer_step(self.generator, self.opt_g, self.sched_g, cfg.train.clip_grad_norm)
-                if stepped and self.ema is not None:
+                stepped = self._optimizer_step(
+                    self.generator, self.opt_g, self.sched_g, cfg.train.clip_grad_norm
+                )
+                if not stepped:
+                    self._restore_buffers(self._snapshots[0])
+                elif self.ema is not None:
                     self.ema.update(self._unwrap(self.generator))
 
             dc = cfg.discriminator
-            if self.discriminator is not None and self.step >= dc.start_step and self.step % dc.update_every == 0:
+            if (
+                self.discriminator is not None
+                and self.step >= dc.start_step
+                and self.step % dc.update_every == 0
+            ):
                 with acc.autocast():
                     d_total, d_terms = self._discriminator_loss(pred, pair)
                 acc.backward(d_total)
                 logs.update({f"d/{k}": v for k, v in d_terms.items()})
                 logs["d/total"] = d_total.detach()
                 if acc.sync_gradients:
-                    d_stepped = self._optimizer_step(self.discriminator, self.opt_d, self.sched_d, dc.clip_grad_norm)
+                    d_stepped = self._optimizer_step(
+                        self.discriminator, self.opt_d, self.sched_d, dc.clip_grad_norm
+                    )
+                    if not d_stepped:
+                        self._restore_buffers(self._snapshots[1])
                     stepped = stepped and d_stepped
             elif self.discriminator is not None and acc.sync_gradients:
-                self.sched_d.step()
+                with warnings.catch_warnings():  # D's schedule follows the global step while D waits
+                    warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+                    self.sched_d.step()
 
         if stepped is None:
             return None
+        self._snapshots = None
         self.step += 1
         if stepped:
             self._bad_in_a_row = 0
         else:
             self.skipped_steps += 1
             self._bad_in_a_row += 1
-            acc.print(f"step {self.step}: non-finite loss or gradient, step skipped ({self.skipped_steps} so far)")
+            acc.print(
+                f"step {self.step}: non-finite loss or gradient, step skipped ({self.skipped_steps} so far)"
+            )
             limit = cfg.train.max_bad_steps
             if acc.scaler is not None:
                 limit = max(limit, 30)  # fp16 loss-scale backoff skips a few steps by design
             if self._bad_in_a_row >= limit:
                 raise NonFiniteLossError(
-                    f"{self._bad_in_a_row} consecutive steps had non-finite losses or gradients (last at step "
-                    f"{self.step}; terms {_as_floats(logs)}). Lower train.lr, set train.clip_grad_norm, or use "
-                    "train.mixed_precision bf16/no."
+                    f"{self._bad_in_a_row} consecutive steps had non-finite losses or gradients (last at "
+                    f"step {self.step}; terms {_as_floats(logs)}). Lower train.lr, set "
+                    "train.clip_grad_norm, or use train.mixed_precision bf16/no."
                 )
-        logs["lr"] = self.sched_g.get_last_lr()[0]
+        logs["lr"] = lr
         return _as_floats(logs)
 
     # ------------------------------------------------------------------ validation and logging
@@ -519,7 +572,7 @@ class Trainer:
     # ------------------------------------------------------------------ the loop
 
     def train(self) -> TrainResult:
-        """Run to ``train.steps`` (resuming when ``output.resume`` says so); returns a :class:`TrainResult`."""
+        """Train to ``train.steps`` (resuming when ``output.resume`` says so); returns a TrainResult."""
         from tqdm.auto import tqdm
 
         acc = self.accelerator
@@ -574,8 +627,13 @@ class Trainer:
         if not (cfg.output.save_every and self.step % cfg.output.save_every == 0):
             self.save_checkpoint()
         weights = self.export()
-        acc.end_training()
-        return TrainResult(self.step, self.output_dir, weights, metrics, self.skipped_steps, time.perf_counter() - start)
+        # not acc.end_training(): it destroys the process group, and a recipe may train a second
+        # stage in this process (sr_gan after its PSNR stage)
+        for tracker in acc.trackers:
+            tracker.finish()
+        return TrainResult(
+            self.step, self.output_dir, weights, metrics, self.skipped_steps, time.perf_counter() - start
+        )
 
     def export(self, path: str | Path | None = None) -> Path | None:
         """Save the generator (its EMA when there is one) as ``model.safetensors``; main process only."""
@@ -583,12 +641,12 @@ class Trainer:
 
         acc = self.accelerator
         acc.wait_for_everyone()
-        if not acc.is_main_process:
-            return None
-        model = self.ema.module if self.ema is not None else self._unwrap(self.generator)
         path = Path(path) if path is not None else self.output_dir / "model.safetensors"
-        models.save(model, path)
-        return path
+        if acc.is_main_process:
+            model = self.ema.module if self.ema is not None else self._unwrap(self.generator)
+            models.save(model, path)
+        acc.wait_for_everyone()  # other ranks may load it next (sr_gan's second stage)
+        return path if acc.is_main_process else None
 
 
 def _as_floats(values: dict[str, Any]) -> dict[str, float]:

@@ -111,8 +111,12 @@ def evaluate(
             pred = pred.float().clamp(0, 1).cpu()
             target = pair.target.float()
             predictions.append(pred)
-            scores[psnr_name].append(float(metrics.psnr(pred, target, crop_border=crop, y_channel=y_channel)[0]))
-            scores[ssim_name].append(float(metrics.ssim(pred, target, crop_border=crop, y_channel=y_channel)[0]))
+            scores[psnr_name].append(
+                float(metrics.psnr(pred, target, crop_border=crop, y_channel=y_channel)[0])
+            )
+            scores[ssim_name].append(
+                float(metrics.ssim(pred, target, crop_border=crop, y_channel=y_channel)[0])
+            )
             if lpips_fn is not None:
                 scores["lpips"].append(float(lpips_fn(pred, target)[0]))
     finally:
@@ -126,25 +130,30 @@ def _finite_mean(values: list[float]) -> float:
     return sum(finite) / len(finite) if finite else float("nan")
 
 
-def sample_grid(pairs: list[ValidationPair], predictions: list[Tensor], count: int, side: int = 128) -> Tensor:
+def sample_grid(
+    pairs: list[ValidationPair], predictions: list[Tensor], count: int, side: int = 128
+) -> Tensor:
     """Rows of ``input | output | target`` centre crops (``side`` px), as one image ``(3, H, W)``."""
-    import torch.nn.functional as F
     from torchvision.utils import make_grid
 
     tiles = []
-    for pair, pred in list(zip(pairs, predictions))[:count]:
+    for pair, pred in list(zip(pairs, predictions, strict=False))[:count]:
         target = pair.target.float()
-        height, width = target.shape[-2:]
-        crop = min(side, height, width)
-        top, left = (height - crop) // 2, (width - crop) // 2
-
-        def cut(x: Tensor) -> Tensor:
-            x = F.interpolate(x, size=(height, width), mode="nearest") if x.shape[-2:] != (height, width) else x
-            x = x[..., top : top + crop, left : left + crop]
-            return F.interpolate(x, size=(side, side), mode="nearest") if crop != side else x
-
-        tiles += [cut(pair.input.float())[0], cut(pred)[0], cut(target)[0]]
+        tiles += [_centre_tile(x, target.shape[-2:], side)[0] for x in (pair.input.float(), pred, target)]
     return make_grid(torch.stack(tiles).clamp(0, 1), nrow=3, padding=2, pad_value=1.0)
+
+
+def _centre_tile(x: Tensor, size: tuple[int, int], side: int) -> Tensor:
+    """``x`` resized (nearest) to ``size``, centre-cropped to at most ``side``, then resized to ``side``."""
+    import torch.nn.functional as F
+
+    height, width = size
+    if tuple(x.shape[-2:]) != (height, width):
+        x = F.interpolate(x, size=(height, width), mode="nearest")
+    crop = min(side, height, width)
+    top, left = (height - crop) // 2, (width - crop) // 2
+    x = x[..., top : top + crop, left : left + crop]
+    return F.interpolate(x, size=(side, side), mode="nearest") if crop != side else x
 
 
 def validation_seed_generator(index: int) -> torch.Generator:
