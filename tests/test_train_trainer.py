@@ -50,9 +50,10 @@ def parameters_only(trainer, states: dict[str, torch.Tensor]) -> dict[str, torch
 
 
 def train_rows(path) -> dict[int, dict[str, float]]:
-    """metrics.jsonl rows of training terms (not validation), by step."""
+    """metrics.jsonl rows of training terms (not validation), by step; wall-clock fields dropped."""
     rows = [json.loads(line) for line in path.read_text().splitlines()]
-    return {row["step"]: row for row in rows if "g/total" in row}
+    clock = ("seconds", "time")
+    return {row["step"]: {k: v for k, v in row.items() if k not in clock} for row in rows if "g/total" in row}
 
 
 class Interrupted(Exception):

@@ -267,6 +267,8 @@ class Trainer:
         self._bad_in_a_row = 0
         self._snapshots = None
         self._log_file = self.output_dir / "metrics.jsonl"
+        self._seconds_before = 0.0  # training time of the run before this process (from a checkpoint)
+        self._started = time.perf_counter()
 
     # ------------------------------------------------------------------ setup helpers
 
@@ -337,7 +339,7 @@ class Trainer:
         if acc.is_main_process:
             from safetensors.torch import save_file
 
-            state = {"step": self.step, "skipped_steps": self.skipped_steps}
+            state = {"step": self.step, "skipped_steps": self.skipped_steps, "seconds": self.seconds}
             state["scheduler_g"] = self.sched_g.state_dict()
             if self.opt_d is not None:
                 state["scheduler_d"] = self.sched_d.state_dict()
@@ -363,6 +365,8 @@ class Trainer:
         state = json.loads(state_file.read_text())
         self.step = int(state["step"])
         self.skipped_steps = int(state.get("skipped_steps", 0))
+        self._seconds_before = float(state.get("seconds", 0.0))
+        self._started = time.perf_counter()
         self.sched_g.load_state_dict(state["scheduler_g"])
         if self.opt_d is not None and "scheduler_d" in state:
             self.sched_d.load_state_dict(state["scheduler_d"])
@@ -563,11 +567,17 @@ class Trainer:
             if tracker.name == "tensorboard":
                 tracker.writer.add_image("samples", grid, self.step)
 
+    @property
+    def seconds(self) -> float:
+        """Wall-clock seconds this run has trained, across resumes."""
+        return self._seconds_before + time.perf_counter() - self._started
+
     def _log(self, values: dict[str, float]) -> None:
         self.accelerator.log(values, step=self.step)
         if self.accelerator.is_main_process:
             with open(self._log_file, "a") as f:
-                f.write(json.dumps({"step": self.step, **values}) + "\n")
+                record = {"step": self.step, **values, "seconds": round(self.seconds, 2), "time": time.time()}
+                f.write(json.dumps(record) + "\n")
 
     # ------------------------------------------------------------------ the loop
 

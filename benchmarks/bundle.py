@@ -1,0 +1,206 @@
+"""Turn a finished training run into a bundled model: weights in restore/weights/ plus a model card.
+
+    python benchmarks/bundle.py RUN_DIR sr-x4 [--data ../shared/data]
+
+Reads ``RUN_DIR/model.safetensors``, ``config.yaml`` and ``metrics.jsonl``; scores the model by the
+task's protocol on ../shared/data; writes ``restore/weights/<file>`` (our safetensors format, at most
+10 MB) and ``restore/weights/<stem>.md`` (architecture, parameters, cost, training data, steps, wall
+time, the command that reproduces it, metrics beside the baselines). Scores are kept in
+``benchmarks/results/bundled_<name>.json``.
+
+- super-resolution: PSNR-Y / SSIM-Y (crop = scale, 8-bit) on Set5, Set14, BSD100 against MATLAB
+  bicubic, by ``restore.metrics`` (the protocol that reproduces the published bicubic numbers);
+- deblurring: PSNR / SSIM on the real GoPro pairs, blurred input against the model's output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import restore.models as models  # noqa: E402
+from restore import hub, metrics  # noqa: E402
+from restore.degrade import imresize  # noqa: E402
+from restore.infer import Predictor  # noqa: E402
+from restore.io import list_images, read_image  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+MAX_BYTES = 10 * 2**20
+PUBLISHED = {  # PSNR-Y, from the EDSR/SwinIR/FSRCNN papers' tables (Set5 / Set14 / BSD100)
+    4: {
+        "bicubic": (28.42, 26.00, 25.96),
+        "SRCNN": (30.48, 27.49, 26.90),
+        "FSRCNN": (30.72, 27.61, 26.98),
+        "EDSR": (32.46, 28.80, 27.71),
+        "SwinIR-light": (32.44, 28.77, 27.69),
+    },
+    2: {
+        "bicubic": (33.66, 30.24, 29.56),
+        "SRCNN": (36.66, 32.45, 31.36),
+        "FSRCNN": (37.00, 32.63, 31.53),
+        "EDSR": (38.11, 33.92, 32.32),
+        "SwinIR-light": (38.14, 33.86, 32.31),
+    },
+}
+SR_SETS = ("Set5", "Set14", "BSD100")
+
+
+def sr_scores(model, data: Path, scale: int) -> dict:
+    """Mean PSNR-Y/SSIM-Y of the model and of bicubic on each SR set (HR images, LR by imresize)."""
+    predictor = Predictor(model, device="cpu")
+    scores = {}
+    for name in SR_SETS:
+        rows = {"model": [], "bicubic": []}
+        for path in list_images(data / "images" / name / "HR"):
+            hr = read_image(path, mode="keep")[None]
+            gray = hr.shape[1] == 1
+            h, w = (s // scale * scale for s in hr.shape[-2:])
+            hr = hr[..., :h, :w]
+            rgb = hr.expand(-1, 3, -1, -1) if gray else hr
+            lr = imresize(rgb, scale=1 / scale, quantize=True).clamp(0, 1)
+            outputs = {"model": predictor(lr).clamp(0, 1), "bicubic": imresize(lr, scale=scale).clamp(0, 1)}
+            for key, out in outputs.items():
+                if gray:  # a gray image is scored on its own values (the published protocol)
+                    out = metrics.rgb_to_y(out) * 255 / 219 - 16 / 219
+                    out = out.clamp(0, 1)
+                pair = (out, hr)
+                rows[key].append(
+                    (
+                        float(metrics.psnr(*pair, crop_border=scale, y_channel=True)[0]),
+                        float(metrics.ssim(*pair, crop_border=scale, y_channel=True)[0]),
+                    )
+                )
+        scores[name] = {
+            key: {
+                "psnr_y": sum(r[0] for r in values) / len(values),
+                "ssim_y": sum(r[1] for r in values) / len(values),
+            }
+            for key, values in rows.items()
+        }
+    return scores
+
+
+def deblur_scores(model, data: Path) -> dict:
+    """PSNR/SSIM (RGB) of the blurred input and of the model's output on the GoPro sample pairs."""
+    predictor = Predictor(model, device="cpu")
+    rows = {"blurred": [], "model": []}
+    root = data / "images" / "GoPro_samples"
+    for path in list_images(root / "blur"):
+        blur = read_image(path)[None]
+        sharp = read_image(root / "sharp" / path.name)[None]
+        for key, out in (("blurred", blur), ("model", predictor(blur).clamp(0, 1))):
+            rows[key].append((float(metrics.psnr(out, sharp)[0]), float(metrics.ssim(out, sharp)[0])))
+    return {
+        "GoPro_samples": {
+            key: {"psnr": sum(r[0] for r in v) / len(v), "ssim": sum(r[1] for r in v) / len(v)}
+            for key, v in rows.items()
+        }
+    }
+
+
+def gflops_per_output_mp(model) -> float:
+    """Forward FLOPs per output megapixel (FlopCounterMode on a 64x64 input), in GFLOPs."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    inputs = models.example_inputs(model, batch=1, size=64)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        out = model(*inputs)
+    return counter.get_total_flops() / out[0, 0].numel() / 1e3
+
+
+def training_facts(run: Path) -> dict:
+    """Steps, wall time and the last validation numbers from the run's metrics.jsonl and config."""
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    step = max(x["step"] for x in lines)
+    seconds = max((x.get("seconds", 0.0) for x in lines), default=0.0)
+    return {"config": config, "steps": step, "seconds": seconds}
+
+
+def card(entry, model, facts: dict, scores: dict, gflops: float, command: str) -> str:
+    spec = model.spec
+    params = sum(p.numel() for p in model.parameters())
+    cfg = facts["config"]
+    data, train = cfg["data"], cfg["train"]
+    minutes = f"{facts['seconds'] / 60:.0f} minutes" if facts["seconds"] else "see the note below"
+    lines = [
+        f"# {entry.name}: {entry.description}",
+        "",
+        f"- Architecture: `{spec.name}` ({params:,} parameters, {gflops:.1f} GFLOPs per output megapixel), "
+        f"arguments {json.dumps(model.config if hasattr(model, 'config') else {})}",
+        f"- Task: {spec.task}, scale {spec.scale}",
+        f"- Training data: `{data['train']}` (random {data['patch_size']} px patches, flips and "
+        f"rotations), degradation `{cfg['task']['degradation']}`",
+        f"- Losses: `{json.dumps(cfg['losses'])}`; optimiser {train['optimizer']} lr {train['lr']}, "
+        f"{train['scheduler']} schedule, batch {data['batch_size']}, EMA {train['ema_decay']}",
+        f"- Steps: {facts['steps']}; wall time: {minutes} on this project's 2-core CPU machine "
+        f"(1 thread, shared with other jobs)",
+        f"- Reproduce: `{command}`",
+        "",
+        "## Scores",
+        "",
+    ]
+    if spec.task == "sr":
+        lines += ["PSNR-Y / SSIM-Y (crop = scale, 8-bit outputs; `python benchmarks/bundle.py`):", ""]
+        lines += ["| | " + " | ".join(SR_SETS) + " |", "|---|" + "---|" * len(SR_SETS)]
+        for key in ("bicubic", "model"):
+            label = "bicubic (MATLAB)" if key == "bicubic" else f"**{entry.name}**"
+            cells = [f"{scores[s][key]['psnr_y']:.2f} / {scores[s][key]['ssim_y']:.4f}" for s in SR_SETS]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines += ["", "Published PSNR-Y for comparison:", "", "| | " + " | ".join(SR_SETS) + " |"]
+        lines.append("|---|" + "---|" * len(SR_SETS))
+        for name, values in PUBLISHED.get(spec.scale, {}).items():
+            lines.append(f"| {name} | " + " | ".join(f"{v:.2f}" for v in values) + " |")
+    else:
+        for dataset, rows in scores.items():
+            lines += [f"{dataset}:", "", "| | PSNR | SSIM |", "|---|---|---|"]
+            for key, value in rows.items():
+                lines.append(f"| {key} | {value['psnr']:.2f} | {value['ssim']:.4f} |")
+    lines += ["", "Licence of the weights: Apache-2.0, as the project. The training images' own terms"]
+    lines += ["apply to the data, which is not redistributed."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path, help="a finished run folder (model.safetensors, config.yaml)")
+    parser.add_argument("name", help="the bundled entry (restore.hub.BUNDLED), e.g. sr-x4")
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--command", default=None, help="the command that trained the run (for the card)")
+    args = parser.parse_args()
+    entry = hub.get_bundled(args.name)
+    if entry is None:
+        raise SystemExit(f"unknown bundled name {args.name!r}; known: {', '.join(hub.bundled_names())}")
+    model = models.load(args.run / "model.safetensors").eval()
+    facts = training_facts(args.run)
+    if model.spec.task == "sr":
+        scores = sr_scores(model, args.data, model.spec.scale)
+    elif model.spec.task == "deblur":
+        scores = deblur_scores(model, args.data)
+    else:
+        scores = {}
+    gflops = gflops_per_output_mp(model)
+    command = args.command or f"see {args.run}/config.yaml"
+    target = entry.path
+    target.parent.mkdir(parents=True, exist_ok=True)
+    models.save(model, target)
+    if target.stat().st_size > MAX_BYTES:
+        raise SystemExit(f"{target} is {target.stat().st_size / 2**20:.1f} MB, above the 10 MB limit")
+    entry.card.write_text(card(entry, model, facts, scores, gflops, command))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    result = {"name": entry.name, "model": model.spec.name, "gflops_per_mp": gflops, **facts}
+    result["scores"] = scores
+    (RESULTS / f"bundled_{entry.name}.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
+    print(entry.card.read_text())
+
+
+if __name__ == "__main__":
+    main()
