@@ -54,14 +54,7 @@ def get_predictor(
     if isinstance(model, torch.nn.Module):
         key: tuple = ("module", id(model), task, scale, tile, str(device), precision)
     else:
-        key = (
-            model if not isinstance(model, os.PathLike) else str(Path(model).resolve()),
-            task,
-            scale,
-            tile,
-            str(device),
-            precision,
-        )
+        key = (_model_key(model, task, scale), task, scale, tile, str(device), precision)
     predictor = _predictors.get(key)
     if predictor is not None:
         _predictors.move_to_end(key)
@@ -72,6 +65,26 @@ def get_predictor(
     while len(_predictors) > _CACHE_SIZE:
         _predictors.popitem(last=False)
     return predictor
+
+
+def _model_key(model: Any, task: str, scale: int | None) -> Any:
+    """Cache key of a model argument: a weights file by its resolved path and its identity on disk
+    (inode, size, mtime), so a file rewritten in place (retrained) is loaded again."""
+    from restore import hub
+
+    if isinstance(model, tuple) or (isinstance(model, str) and hub._is_url(model)):
+        return model  # pinned by sha256: the content cannot change
+    try:
+        if model is None or (isinstance(model, str) and hub.get_bundled(model) is not None):
+            path = hub.resolve(model, task=task, scale=scale)
+        elif isinstance(model, (str, os.PathLike)):
+            path = Path(model).expanduser()
+        else:
+            return model
+        stat = path.stat()
+    except (OSError, ValueError):  # hub.load_model raises the explanation
+        return os.fspath(model) if isinstance(model, os.PathLike) else model
+    return (str(path.resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
 
 def _check_scale(scale: Any) -> int:

@@ -165,9 +165,17 @@ class Predictor:
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
-        self.tile = None if tile is None else round_down(tile, self.spec.size_multiple)
-        self.tile_batch = tile_batch or DEFAULT_TILE_BATCH
         self.overlap = default_overlap(self.spec.receptive_field, self.spec.size_multiple)
+        self.tile = None if tile is None else round_down(tile, self.spec.size_multiple)
+        if self.tile is not None and self.tile <= self.overlap:  # tiled_forward would refuse it
+            smallest = min_tile_size(self.overlap, self.spec.size_multiple)
+            warnings.warn(
+                f"tile {tile} is too small for model {self.spec.name!r}: its tiles overlap by "
+                f"{self.overlap} pixels; using tile {smallest}",
+                stacklevel=2,
+            )
+            self.tile = smallest
+        self.tile_batch = tile_batch or DEFAULT_TILE_BATCH
         self.last_tile: int | None = None  # tile of the latest call (None: one pass)
         self._tile_limit: int | None = None  # largest tile known to fit after an out-of-memory error
         self._bytes_per_pixel: float | None = None
