@@ -195,3 +195,11 @@ def test_recipe_command_line():
     assert (config.data.train, config.validation.data, config.output.dir) == ("/x", "/y", "/z")
     with pytest.raises(SystemExit):
         parse_recipe_args(["--stpes", "5"], config_path, "")
+    # a whole free-form section replaces the YAML's (a loss set without the file's terms)
+    losses = "{l1: 1.0, hole_l1: {name: l1, weight: 3.0, inputs: {weight: mask}}}"
+    config, _ = parse_recipe_args(["--losses", losses], config_path, "")
+    hole_l1 = {"name": "l1", "weight": 3.0, "inputs": {"weight": "mask"}}
+    assert config.losses == {"l1": 1.0, "hole_l1": hole_l1}
+    gan_path = REPO / "recipes" / "configs" / "sr_gan.yaml"
+    config, _ = parse_recipe_args(["--discriminator.name", "null"], gan_path, "")
+    assert config.discriminator.name is None

@@ -11,6 +11,7 @@ the run folder as ``config.yaml``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import warnings
 from collections.abc import Sequence
@@ -43,9 +44,14 @@ def parse_recipe_args(
     if extra is not None:
         extra(parser)
     args, rest = parser.parse_known_args(argv)
+    sections = {f.name for f in dataclasses.fields(Config)}
     for item in rest:
-        if item.startswith("--") and "." not in item.split("=", 1)[0]:
-            parser.error(f"unrecognized option {item} (config values are set as --section.key VALUE)")
+        key = item.split("=", 1)[0][2:]
+        if item.startswith("--") and "." not in key and key not in sections:
+            parser.error(
+                f"unrecognized option {item} (config values are set as --section.key VALUE, or a whole "
+                "section as --losses '{l1: 1.0}')"
+            )
     shortcuts: list[str] = []
     for option, key in (
         ("data", "data.train"),
