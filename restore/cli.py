@@ -51,6 +51,12 @@ def _models_command(args: argparse.Namespace) -> int:
     print(table.markdown_table(records) if args.markdown else table.text_table(records))
     if not args.markdown:
         print(f"\n{len(records)} models. `restore models NAME` describes one.")
+        from restore import hub
+
+        print("\nBundled weights (model=NAME in restore.upscale & co.; the first of a task is its default):")
+        for entry in hub.bundled(args.task):
+            state = "installed" if entry.available else "not in this installation"
+            print(f"  {entry.name:10s} {entry.task:8s} x{entry.scale}  {entry.description} ({state})")
     return 0
 
 
