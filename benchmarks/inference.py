@@ -39,7 +39,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import restore.models as models  # noqa: E402
-from benchmarks.report import machine, median_ms, write_section  # noqa: E402
+from benchmarks.report import machine, median_ms, status_mb, write_section  # noqa: E402
 from restore.infer import Predictor  # noqa: E402
 
 
@@ -108,14 +108,6 @@ def bare_conv_gflops(shape: tuple, batch: int, height: int, width: int, device: 
     return flops / (ms / 1000) / 1e9
 
 
-def _status_mb(field: str) -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
 def _rss_child(name: str, megapixels: float, tile: int | None, threads: int, queue) -> None:
     """In a fresh process: growth of the peak resident set during one Predictor call (input included)."""
     torch.set_num_threads(threads)
@@ -123,10 +115,10 @@ def _rss_child(name: str, megapixels: float, tile: int | None, threads: int, que
     width, height = _size_for(megapixels)
     predictor(random_image(64, 64))  # warm-up: allocator, oneDNN primitives, the memory probe
     try:
-        before = _status_mb("VmRSS")
+        before = status_mb("VmRSS")
         with open("/proc/self/clear_refs", "w") as f:  # reset the peak (VmHWM) to the current RSS
             f.write("5")
-        peak_of = lambda: _status_mb("VmHWM")  # noqa: E731
+        peak_of = lambda: status_mb("VmHWM")  # noqa: E731
     except OSError:  # no /proc: ru_maxrss (KB on Linux) cannot be reset, so it may over-count the base
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         peak_of = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # noqa: E731

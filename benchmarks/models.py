@@ -28,7 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import restore.models as models  # noqa: E402
-from benchmarks.report import machine, median_ms, write_section  # noqa: E402
+from benchmarks.report import machine, median_ms, status_mb, write_section  # noqa: E402
 
 TASKS = ("sr", "deblur", "inpaint")
 MODES = {"fp32": (False, None), "fp32 CL": (True, None), "bf16 CL": (True, torch.bfloat16),
@@ -51,22 +51,14 @@ def prepare(name: str, mode: str, batch: int, size: int, device: str):
     return model, inputs, forward
 
 
-def _status_mb(field: str) -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
 def _cpu_peak_child(name: str, mode: str, batch: int, size: int, threads: int, queue) -> None:
     torch.set_num_threads(threads)
-    before = _status_mb("VmRSS")
+    before = status_mb("VmRSS")
     with open("/proc/self/clear_refs", "w") as f:  # reset the peak RSS (VmHWM) to the current RSS
         f.write("5")
     _, _, forward = prepare(name, mode, batch, size, "cpu")
     forward()
-    queue.put(_status_mb("VmHWM") - before)
+    queue.put(status_mb("VmHWM") - before)
 
 
 def peak_memory_mb(name: str, mode: str, batch: int, size: int, device: str) -> float:

@@ -40,6 +40,15 @@ def median_ms(fn: Callable[[], object], device: str, repeats: int = 7, warmup: i
     return statistics.median(times)
 
 
+def status_mb(field: str) -> float:
+    """A memory field of /proc/self/status (``VmRSS``, ``VmHWM``...) in MB (Linux)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
 def write_section(name: str, markdown: str, path: Path = DOC) -> None:
     """Replace (or append) the section between ``<!-- bench:NAME:start/end -->`` markers."""
     start, end = f"<!-- bench:{name}:start -->", f"<!-- bench:{name}:end -->"

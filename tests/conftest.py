@@ -45,3 +45,12 @@ def natural_batch() -> tuple[torch.Tensor, torch.Tensor]:
     )
     degraded = 0.6 * clean + 0.4 * coarse + 0.03 * torch.randn(clean.shape, generator=gen)
     return clean, degraded.clamp(0, 1)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny images: one thread (two OpenMP threads stall for whole time slices on a shared CPU)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -37,13 +37,7 @@ def fresh_predictors():
     api._predictors.clear()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny images: one thread (two OpenMP threads stall for whole time slices on a shared CPU)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def nearest_model() -> torch.nn.Module:
