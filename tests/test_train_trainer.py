@@ -417,3 +417,25 @@ def test_a_dataset_smaller_than_a_batch_fails_clearly(tmp_path):
         warnings.simplefilter("ignore")
         with pytest.raises(ValueError, match="fewer than one batch of 2"):
             Trainer(tiny_config(tmp_path), train_dataset=tiny)
+
+
+def test_tracker_choice(monkeypatch):
+    import importlib.util
+
+    from restore.train.trainer import Trainer
+
+    real_find_spec = importlib.util.find_spec
+    installed = {"tensorboard", "wandb"}
+    def find_spec(name, *args):
+        return object() if name in installed else real_find_spec(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    assert Trainer._tracker("auto") == ["tensorboard"]  # wandb installed but not configured: no login prompt
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    assert Trainer._tracker("auto") == ["tensorboard", "wandb"]
+    installed.clear()
+    assert Trainer._tracker("auto") is None
+    assert Trainer._tracker("none") is None
+    assert Trainer._tracker("tensorboard, wandb") == ["tensorboard", "wandb"]

@@ -140,7 +140,7 @@ class OutputConfig:
     keep: int = 3  # checkpoints kept (oldest deleted)
     resume: str | None = None  # None | "latest" | a checkpoint folder
     log_every: int = 10
-    tracker: str | None = "auto"  # auto (tensorboard if installed) | tensorboard | wandb | none
+    tracker: str | None = "auto"  # auto | tensorboard | wandb | "tensorboard,wandb" | none
     progress: bool = True
 
 

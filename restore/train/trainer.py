@@ -285,14 +285,22 @@ class Trainer:
             )
 
     @staticmethod
-    def _tracker(name: str | None) -> str | None:
+    def _tracker(name: str | None) -> list[str] | None:
+        """``auto``: tensorboard when installed, plus wandb when installed and configured
+        (``WANDB_API_KEY`` or ``WANDB_MODE`` set, so a run never stops at a login prompt)."""
         import importlib.util
 
         if name in (None, "none", "no"):
             return None
-        if name == "auto":
-            return "tensorboard" if importlib.util.find_spec("tensorboard") is not None else None
-        return name
+        if name != "auto":
+            return [part.strip() for part in name.split(",") if part.strip()]
+        found = []
+        if importlib.util.find_spec("tensorboard") is not None:
+            found.append("tensorboard")
+        wandb_ready = os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_MODE")
+        if importlib.util.find_spec("wandb") is not None and wandb_ready:
+            found.append("wandb")
+        return found or None
 
     def _dataset(self):
         from restore.data import CleanImageFolder, sample_images_dir
