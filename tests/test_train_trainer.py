@@ -427,7 +427,9 @@ def test_tracker_choice(monkeypatch):
     real_find_spec = importlib.util.find_spec
     installed = {"tensorboard", "wandb"}
     def find_spec(name, *args):
-        return object() if name in installed else real_find_spec(name, *args)
+        if name in ("tensorboard", "wandb"):
+            return object() if name in installed else None
+        return real_find_spec(name, *args)
 
     monkeypatch.setattr(importlib.util, "find_spec", find_spec)
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
