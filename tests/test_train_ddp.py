@@ -103,3 +103,22 @@ def test_sr_gan_recipe_runs_on_two_processes(tmp_path):
         assert (folder / "samples" / f"step-{step:07d}.png").is_file()
     config = (out / "config.yaml").read_text()
     assert "pretrain/model.safetensors" in config
+
+
+def test_inpaint_recipe_with_r1_runs_on_two_processes(tmp_path):
+    """R1 (a double backward through the discriminator) and feature matching under DDP."""
+    out = tmp_path / "run"
+    done = accelerate_launch(
+        REPO / "recipes" / "inpaint.py",
+        ["--output", str(out), "--steps", "2", "--data.patch_size", "64", "--data.batch_size", "2",
+         "--validation.every", "0", "--validation.max_images", "1", "--validation.max_side", "64",
+         "--output.progress", "false", "--output.tracker", "none"],
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
+    import json
+
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    steps = [row for row in rows if "d/r1" in row]
+    assert steps and all(row["d/r1"] == row["d/r1"] and row["d/r1"] >= 0 for row in steps)  # finite, >= 0
+    assert (out / "checkpoints" / "checkpoint-2" / "trainer_state.json").is_file()
