@@ -35,6 +35,7 @@ CASES = {
         "model": {"name": "compact_tiny"},
         "losses": {"l1": 1.0},
         "data": {"patch_size": 96, "batch_size": 16},
+        "steps": 200,
     },
     "sr_gan (compact_tiny + vgg_discriminator/16, L1 + RaGAN)": {
         "model": {"name": "compact_tiny"},
@@ -45,6 +46,7 @@ CASES = {
             "losses": {"gan": {"name": "ragan", "side": "discriminator"}},
         },
         "data": {"patch_size": 128, "batch_size": 8},
+        "steps": 40,
     },
 }
 
@@ -160,7 +162,7 @@ def per_step(run, steps: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--steps", type=float, default=1.0, help="multiplies each case's step count")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=3, help="alternating repeats; the median is kept")
@@ -178,9 +180,10 @@ def main() -> None:
             "ema": partial(trainer_run, case, dataset, device=args.device, ema=True),
         }
         for _ in range(args.repeats):  # alternate, so drifting machine load hits all alike
-            hand.append(per_step(runs["hand"], args.steps))
-            plain.append(per_step(runs["plain"], args.steps))
-            with_ema.append(per_step(runs["ema"], args.steps))
+            steps = max(1, round(case["steps"] * args.steps))
+            hand.append(per_step(runs["hand"], steps))
+            plain.append(per_step(runs["plain"], steps))
+            with_ema.append(per_step(runs["ema"], steps))
         h, p, e = (sorted(v)[len(v) // 2] for v in (hand, plain, with_ema))
         rows.append((label, 1 / h, 1 / p, h / p, 1 / e, h / e))
         print(
@@ -191,7 +194,8 @@ def main() -> None:
     lines = [
         "Trainer steps/s against a minimal hand-written loop (same model, LossSet, Adam, batch, "
         f"channels_last, pre-made pairs), {args.device}, {machine()}; per-step time from runs of "
-        f"{args.steps} and {2 * args.steps} steps (fixed costs cancel), median of {args.repeats} "
+        "N and 2N steps (N = 200 for sr, 40 for sr_gan; fixed costs cancel), median of "
+        f"{args.repeats} "
         "alternating repeats. "
         "Target ratio >= 0.95.",
         "",

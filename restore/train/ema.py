@@ -33,9 +33,10 @@ class ModelEMA(nn.Module):
         """Blend ``model``'s current parameters into the average (call after ``optimizer.step()``)."""
         decay = self.decay if int(self.updates) >= self.start else 0.0
         ema_params = dict(self.module.named_parameters())
-        for name, param in model.named_parameters():
-            target = ema_params[name]
-            target.lerp_(param.detach().to(target.dtype), 1.0 - decay)
+        pairs = [(ema_params[name], param.detach()) for name, param in model.named_parameters()]
+        targets = [t for t, _ in pairs]
+        sources = [p.to(t.dtype) for t, p in pairs]
+        torch._foreach_lerp_(targets, sources, 1.0 - decay)  # one fused call for all parameters
         ema_buffers = dict(self.module.named_buffers())
         for name, buffer in model.named_buffers():
             if name in ema_buffers:

@@ -326,7 +326,18 @@ class Trainer:
         return dataset
 
     def _unwrap(self, model: nn.Module) -> nn.Module:
-        return self.accelerator.unwrap_model(model, keep_torch_compile=False)
+        """The plain module inside accelerate's wrappers (DDP, compile), looked up once per model."""
+        cache = self.__dict__.setdefault("_unwrapped", {})
+        if id(model) not in cache:
+            cache[id(model)] = self.accelerator.unwrap_model(model, keep_torch_compile=False)
+        return cache[id(model)]
+
+    def _parameters(self, model: nn.Module) -> list[nn.Parameter]:
+        """A model's parameters, listed once (walking the module tree every step costs ~0.2 ms)."""
+        cache = self.__dict__.setdefault("_parameter_lists", {})
+        if id(model) not in cache:
+            cache[id(model)] = list(model.parameters())
+        return cache[id(model)]
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -428,9 +439,9 @@ class Trainer:
     def _grad_norm(self, model: nn.Module, optimizer, clip: float | None) -> Tensor:
         """Total gradient norm (after unscaling), clipping to ``clip`` when set."""
         acc = self.accelerator
-        params = [p for p in model.parameters() if p.grad is not None]
         if clip is not None:
-            return torch.as_tensor(acc.clip_grad_norm_(model.parameters(), clip))
+            return torch.as_tensor(acc.clip_grad_norm_(self._parameters(model), clip))
+        params = [p for p in self._parameters(model) if p.grad is not None]
         acc.unscale_gradients(optimizer)
         if not params:
             return torch.zeros(())
@@ -451,7 +462,10 @@ class Trainer:
         """``(buffer, copy)`` for a model's buffers (batch-norm statistics), to undo a skipped step."""
         if model is None:
             return []
-        return [(b, b.detach().clone()) for b in self._unwrap(model).buffers()]
+        cache = self.__dict__.setdefault("_buffer_lists", {})
+        if id(model) not in cache:
+            cache[id(model)] = list(self._unwrap(model).buffers())
+        return [(b, b.detach().clone()) for b in cache[id(model)]]
 
     @staticmethod
     def _restore_buffers(snapshot: list[tuple[Tensor, Tensor]]) -> None:
