@@ -58,10 +58,16 @@ def test_models_lists_the_registry_and_describes_one(capsys):
     import restore.models as models
 
     assert main(["models", "--task", "sr"]) == 0
-    lines = capsys.readouterr().out.splitlines()
+    out = capsys.readouterr().out
+    table, bundled = out.split("Bundled weights", 1)
+    lines = table.splitlines()
     assert lines[0].split()[:4] == ["name", "task", "scale", "parameters"]
     rows = {line.split()[0]: line.split() for line in lines[2:] if line.strip() and "models." not in line}
     assert set(rows) == set(models.available("sr"))
+    from restore import hub
+
+    listed = [line.split()[0] for line in bundled.splitlines()[1:] if line.strip()]
+    assert listed == [entry.name for entry in hub.bundled("sr")]  # sr-x4 first: the default
     assert rows["rrdbnet"][1:4] == ["sr", "4", "16.70M"]
     assert main(["models", "nafnet"]) == 0
     out = capsys.readouterr().out
