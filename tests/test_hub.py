@@ -203,13 +203,16 @@ def test_urls_need_a_valid_sha256_and_a_weights_file_name():
 
 def test_bundled_table_and_defaults():
     names = [m.name for m in hub.bundled()]
-    assert names[:2] == ["sr-x4", "sr-x2"] and "deblur" in names
+    assert names[:2] == ["sr-x4", "sr-x2"] and {"deblur", "inpaint"} <= set(names)
     assert len(set(names)) == len(names)
-    assert all(m.file.endswith(".safetensors") for m in hub.BUNDLED)
+    assert all(m.file.endswith(".safetensors") for m in hub.BUNDLED if m.architecture is None)
     assert hub.default_model("sr") == "sr-x4" and hub.default_model("sr", 2) == "sr-x2"
-    assert hub.default_model("deblur") == "deblur"
-    with pytest.raises(ValueError, match="no bundled model for task 'inpaint'.*pass model="):
-        hub.default_model("inpaint")  # none ships yet: the error says what to pass instead
+    assert hub.default_model("deblur") == "deblur" and hub.default_model("inpaint") == "inpaint"
+    # the inpainting default is weight-free: built, not loaded, and always available
+    net = hub.load_model(None, task="inpaint")
+    assert net.spec.name == "pushpull_inpaint" and hub.get_bundled("inpaint").available
+    with pytest.raises(ValueError, match="has no weights file"):
+        hub.resolve("inpaint", task="inpaint")
     with pytest.raises(ValueError) as info:
         hub.default_model("sr", 3)
     assert str(info.value).startswith(
@@ -221,7 +224,8 @@ def test_bundled_table_and_defaults():
 
 def test_bundled_name_with_missing_file_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setattr(hub, "WEIGHTS_DIR", tmp_path)
-    assert [m.available for m in hub.bundled()] == [False] * len(hub.BUNDLED)
+    # files are missing; weight-free entries (built, not loaded) stay available
+    assert [m.available for m in hub.bundled()] == [m.architecture is not None for m in hub.BUNDLED]
     for model in ("sr-x4", None):
         with pytest.raises(FileNotFoundError) as info:
             hub.resolve(model, task="sr")
@@ -232,7 +236,7 @@ def test_bundled_file_present_is_the_default(monkeypatch, tmp_path, compact_file
     path, net, _ = compact_file
     monkeypatch.setattr(hub, "WEIGHTS_DIR", tmp_path)
     (tmp_path / "sr_x4.safetensors").write_bytes(path.read_bytes())
-    assert [m.name for m in hub.bundled() if m.available] == ["sr-x4"]
+    assert [m.name for m in hub.bundled() if m.available and m.architecture is None] == ["sr-x4"]
     loaded = hub.load_model(task="sr")
     assert_same_outputs(net, loaded, torch.rand(1, 3, 8, 8))
     assert hub.resolve("sr-x4", task="sr", scale=4) == tmp_path / "sr_x4.safetensors"

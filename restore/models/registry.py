@@ -41,6 +41,7 @@ BUILTIN_MODULES = (
     "restore.models.vgg_discriminator",
     "restore.models.unet_discriminator",
     "restore.models.patchgan",
+    "restore.models.pushpull",
 )
 
 # Spec fields an instance may override by having an attribute of the same name.
