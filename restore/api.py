@@ -30,9 +30,10 @@ from typing import Any
 
 import torch
 
-__all__ = ["deblur", "get_predictor", "inpaint", "upscale"]
+__all__ = ["deblur", "get_predictor", "inpaint", "mask_tensor", "restore_source", "upscale"]
 
 ALPHA_MODES = ("model", "resize")
+DEFAULT_ALPHA_MODE = {"sr": "model", "deblur": "resize", "inpaint": "resize"}  # as the functions below
 _CACHE_SIZE = 4
 _predictors: OrderedDict[tuple, Any] = OrderedDict()
 
@@ -134,12 +135,20 @@ def _run(
 
     source = to_model_input(image)
     predictor = get_predictor(model, task=task, scale=scale, tile=tile, device=device, precision=precision)
+    holes = mask_tensor(mask, source) if mask is not None else None
+    out, alpha = restore_source(predictor, source, mask=holes, alpha_mode=alpha_mode)
+    return _finish(out, source, alpha, output, quality)
+
+
+def restore_source(predictor, source, *, mask: torch.Tensor | None = None, alpha_mode: str = "resize"):
+    """Run ``predictor`` on a coerced input: ``(output (N,C,H',W'), restored alpha or None)``.
+
+    ``mask`` (from :func:`mask_tensor`) is passed to inpainting models; the alpha channel is run
+    through the model only with ``alpha_mode="model"`` (else the converter resizes it).
+    """
     if mask is not None:
-        holes = _mask_tensor(mask, source)
-        out = predictor(source.rgb, holes)
-        return _finish(out, source, None, output, quality)
-    out = predictor(source.rgb)
-    return _finish(out, source, _restore_alpha(predictor, source, alpha_mode), output, quality)
+        return predictor(source.rgb, mask), None
+    return predictor(source.rgb), _restore_alpha(predictor, source, alpha_mode)
 
 
 def upscale(
@@ -233,7 +242,7 @@ def inpaint(
     )
 
 
-def _mask_tensor(mask: Any, source) -> torch.Tensor:
+def mask_tensor(mask: Any, source) -> torch.Tensor:
     """A user mask -> float (N, 1, H, W) in {0, 1} on the image's device, 1 = fill."""
     import numpy as np
 

@@ -79,7 +79,7 @@ def _output_suffix(fmt: str) -> str | None:
     return None if fmt == "same" else f".{fmt}"
 
 
-def _mask_lookup(mask: str, input_root: Path):
+def _mask_lookup(mask: str):
     """A function ``job -> mask path`` for ``--mask`` (one file, or a folder mirroring the inputs)."""
     from restore.io import IMAGE_SUFFIXES
 
@@ -130,7 +130,7 @@ def run_image_command(args: argparse.Namespace) -> int:
             device=args.device,
             precision=args.precision,
         )
-        mask_for = _mask_lookup(args.mask, Path(args.input)) if name == "inpaint" else None
+        mask_for = _mask_lookup(args.mask) if name == "inpaint" else None
     except (OSError, ValueError, KeyError) as error:
         print(f"restore {name}: {error}", file=sys.stderr)
         return 2
@@ -144,15 +144,13 @@ def run_image_command(args: argparse.Namespace) -> int:
         if mask_for is not None:
             mask_file = mask_for(job)
             check_image_pixels(mask_file, max_pixels)
-            item["mask"] = api._mask_tensor(mask_file, item["source"])
+            item["mask"] = api.mask_tensor(mask_file, item["source"])
         return item
 
     def process(item: dict[str, Any]):
         source = item["source"]
-        if "mask" in item:
-            return source, predictor(source.rgb, item["mask"]), None
-        alpha = api._restore_alpha(predictor, source, "model" if task == "sr" else "resize")
-        return source, predictor(source.rgb), alpha
+        alpha_mode = api.DEFAULT_ALPHA_MODE[task]
+        return (source, *api.restore_source(predictor, source, mask=item.get("mask"), alpha_mode=alpha_mode))
 
     def write(job, result) -> None:
         from restore.io.convert import from_model_output, save_like

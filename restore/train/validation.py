@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .tasks import Task, batch_generator
+from .tasks import Task
 
 __all__ = ["ValidationPair", "build_validation_set", "evaluate", "sample_grid"]
 
@@ -154,8 +154,3 @@ def _centre_tile(x: Tensor, size: tuple[int, int], side: int) -> Tensor:
     top, left = (height - crop) // 2, (width - crop) // 2
     x = x[..., top : top + crop, left : left + crop]
     return F.interpolate(x, size=(side, side), mode="nearest") if crop != side else x
-
-
-def validation_seed_generator(index: int) -> torch.Generator:
-    """The fixed generator used to degrade validation image ``index`` (CPU)."""
-    return batch_generator([index], torch.device("cpu"))
