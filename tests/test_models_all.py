@@ -32,7 +32,9 @@ def test_spec_describes_the_built_instance(name):
         assert getattr(spec, field) == getattr(model, field), field
     assert spec.size_multiple >= 1 and spec.receptive_field >= 1
     assert spec.config == model.config == models.get_spec(name).config
-    assert "image" == spec.inputs[0]
+    assert spec.inputs[0] in ("image", "audio")
+    if spec.task == "audio":
+        assert spec.inputs == ("audio",) and spec.in_channels == spec.out_channels == 1
     assert name in models.describe(name)
 
 
@@ -42,10 +44,13 @@ def test_output_shape_follows_the_spec(name):
     inputs = example_inputs(model, batch=2)
     with torch.no_grad():
         out = first_tensor(model(*inputs))
-    n, _, h, w = inputs[0].shape
+    n = inputs[0].shape[0]
     if model.spec.task == "discriminator":
         assert out.shape[0] == n and out.shape[1] == 1
+    elif model.spec.inputs[0] == "audio":  # waveform in, waveform of the same length out
+        assert out.shape == (n, model.spec.out_channels, inputs[0].shape[-1])
     else:
+        h, w = inputs[0].shape[-2:]
         assert out.shape == (n, model.spec.out_channels, h * model.spec.scale, w * model.spec.scale)
     assert torch.isfinite(out).all()
 

@@ -42,6 +42,12 @@ BUILTIN_MODULES = (
     "restore.models.unet_discriminator",
     "restore.models.patchgan",
     "restore.models.pushpull",
+    "restore.models.demucs",
+    "restore.models.aero",
+    "restore.models.spectral_mask",
+    "restore.models.dsp_denoise",
+    "restore.models.msstft_discriminator",
+    "restore.models.mpd",
 )
 
 # Spec fields an instance may override by having an attribute of the same name.
