@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import resource
 import sys
 import time
 from multiprocessing import get_context
@@ -39,7 +38,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import restore.models as models  # noqa: E402
-from benchmarks.report import machine, median_ms, status_mb, write_section  # noqa: E402
+from benchmarks.report import machine, median_ms, peak_rss_meter, write_section  # noqa: E402
 from restore.infer import Predictor  # noqa: E402
 
 
@@ -114,17 +113,10 @@ def _rss_child(name: str, megapixels: float, tile: int | None, threads: int, que
     predictor = Predictor(build(name, "cpu"), device="cpu", tile=tile)
     width, height = _size_for(megapixels)
     predictor(random_image(64, 64))  # warm-up: allocator, oneDNN primitives, the memory probe
-    try:
-        before = status_mb("VmRSS")
-        with open("/proc/self/clear_refs", "w") as f:  # reset the peak (VmHWM) to the current RSS
-            f.write("5")
-        peak_of = lambda: status_mb("VmHWM")  # noqa: E731
-    except OSError:  # no /proc: ru_maxrss (KB on Linux) cannot be reset, so it may over-count the base
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        peak_of = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # noqa: E731
+    growth = peak_rss_meter()
     x = random_image(width, height)
     out = predictor(x)
-    queue.put((peak_of() - before, (x.numel() + out.numel()) * 4 / 2**20, predictor.last_tile))
+    queue.put((growth(), (x.numel() + out.numel()) * 4 / 2**20, predictor.last_tile))
 
 
 def _size_for(megapixels: float) -> tuple[int, int]:

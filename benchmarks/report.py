@@ -49,6 +49,24 @@ def status_mb(field: str) -> float:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
+def peak_rss_meter() -> Callable[[], float]:
+    """Start measuring the peak resident set; the returned function gives its growth since now, in MB.
+
+    Linux: VmHWM reset through /proc/self/clear_refs. Elsewhere ``ru_maxrss`` (which cannot be reset,
+    so it may over-count what the process held before).
+    """
+    import resource
+
+    try:
+        before = status_mb("VmRSS")
+        with open("/proc/self/clear_refs", "w") as f:  # reset the peak (VmHWM) to the current RSS
+            f.write("5")
+        return lambda: status_mb("VmHWM") - before
+    except OSError:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - before
+
+
 def write_section(name: str, markdown: str, path: Path = DOC) -> None:
     """Replace (or append) the section between ``<!-- bench:NAME:start/end -->`` markers."""
     start, end = f"<!-- bench:{name}:start -->", f"<!-- bench:{name}:end -->"

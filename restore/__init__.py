@@ -12,9 +12,9 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
-__all__ = ["__version__", "deblur", "inpaint", "upscale"]
+__all__ = ["__version__", "deblur", "enhance", "inpaint", "upscale"]
 
-_API = ("upscale", "inpaint", "deblur")
+_API = ("upscale", "inpaint", "deblur", "enhance")
 
 
 def __getattr__(name: str):

@@ -1,4 +1,4 @@
-"""The Python API: ``restore.upscale``, ``restore.inpaint`` and ``restore.deblur``.
+"""The Python API: ``restore.upscale``, ``restore.inpaint``, ``restore.deblur`` and ``restore.enhance``.
 
     import restore
     big = restore.upscale("photo.jpg")                     # numpy HWC uint8, 4x larger
@@ -19,6 +19,11 @@ carried over (:mod:`restore.io.convert` has the details).
 ``tile``: tile side in input pixels (None: chosen from free memory; out-of-memory halves it).
 ``device``: None picks CUDA when available. ``precision``: None picks float32 + channels_last on
 the CPU and bf16/fp16 on CUDA when the model supports it (:mod:`restore.infer.predictor`).
+
+Audio: ``restore.enhance(audio, sample_rate, task="denoise")`` takes a path, a numpy array in
+soundfile's layout ``(T,)`` / ``(T, C)`` or a tensor ``(T,)`` / ``(C, T)`` / ``(N, C, T)`` and gives
+back the same kind (:mod:`restore.io.audio_convert`); long signals are processed in chunks
+(:mod:`restore.infer.audio_predictor`).
 """
 
 from __future__ import annotations
@@ -30,11 +35,22 @@ from typing import Any
 
 import torch
 
-__all__ = ["deblur", "get_predictor", "inpaint", "mask_tensor", "restore_source", "upscale"]
+__all__ = [
+    "AUDIO_TASKS",
+    "deblur",
+    "enhance",
+    "get_audio_predictor",
+    "get_predictor",
+    "inpaint",
+    "mask_tensor",
+    "restore_source",
+    "upscale",
+]
 
 ALPHA_MODES = ("model", "resize")
 DEFAULT_ALPHA_MODE = {"sr": "model", "deblur": "resize", "inpaint": "resize"}  # as the functions below
 _CACHE_SIZE = 4
+AUDIO_TASKS = {"denoise": "audio_denoise", "bandwidth": "audio_bandwidth"}  # enhance(task=) -> hub task
 _predictors: OrderedDict[tuple, Any] = OrderedDict()
 
 
@@ -267,3 +283,95 @@ def mask_tensor(mask: Any, source) -> torch.Tensor:
     if holes.shape[0] != source.rgb.shape[0]:
         raise ValueError(f"mask batch {holes.shape[0]} does not match the image batch {source.rgb.shape[0]}")
     return holes.to(source.rgb.device)
+
+
+def get_audio_predictor(
+    model: Any = None,
+    *,
+    task: str = "denoise",
+    device: str | torch.device | None = None,
+    precision: str | None = None,
+    chunk_seconds: float | None = None,
+):
+    """An :class:`restore.infer.audio_predictor.AudioPredictor` for ``model`` (cached like images)."""
+    from restore import hub
+    from restore.infer.audio_predictor import AudioPredictor
+    from restore.infer.predictor import resolve_device
+
+    hub_task = _audio_task(task)
+    if isinstance(model, torch.nn.Module):
+        key: tuple = ("module", id(model), hub_task, str(device), precision, chunk_seconds)
+    else:
+        key = (_model_key(model, hub_task, None), hub_task, str(device), precision, chunk_seconds)
+    predictor = _predictors.get(key)
+    if predictor is not None:
+        _predictors.move_to_end(key)
+        return predictor
+    net = hub.load_model(model, task=hub_task, device="cpu")
+    predictor = AudioPredictor(
+        net,
+        device=resolve_device(device),
+        precision=precision,
+        chunk_seconds=chunk_seconds,
+        resample_output=hub_task != "audio_bandwidth",
+    )
+    _predictors[key] = predictor
+    while len(_predictors) > _CACHE_SIZE:
+        _predictors.popitem(last=False)
+    return predictor
+
+
+def _audio_task(task: str) -> str:
+    from losses.registry import did_you_mean
+
+    if task not in AUDIO_TASKS:
+        hint = did_you_mean(str(task), list(AUDIO_TASKS))
+        raise ValueError(f"task must be one of {sorted(AUDIO_TASKS)}, got {task!r}.{hint}")
+    return AUDIO_TASKS[task]
+
+
+def enhance(
+    audio: Any,
+    sample_rate: int | None = None,
+    task: str = "denoise",
+    model: Any = None,
+    device: str | torch.device | None = None,
+    precision: str | None = None,
+    *,
+    chunk_seconds: float | None = None,
+    output: str | os.PathLike | None = None,
+    subtype: str | None = None,
+):
+    """Enhance speech: ``task="denoise"`` (noise and reverb removal) or ``"bandwidth"`` (extension).
+
+    ``audio``: a path, a numpy array ``(T,)`` / ``(T, C)`` (soundfile's layout; float, int16 or int32)
+    or a tensor ``(T,)`` / ``(C, T)`` / ``(N, C, T)``; arrays and tensors need ``sample_rate`` (Hz).
+    Returns the same kind, dtype and layout; a path gives a float32 numpy array. The output rate is
+    the input's for denoising, and the model's (16 kHz for the bundled one) for bandwidth extension.
+    With ``output`` the result is written there (format from the suffix; ``subtype`` such as
+    ``"PCM_16"``, ``"PCM_24"``, ``"FLOAT"``; by default the input file's when it has one) and the
+    path is returned. Channels are enhanced independently; long signals go through in chunks of
+    ``chunk_seconds`` (default 10 s) with overlap, so memory does not grow with the length.
+    """
+    from restore.io.audio_convert import from_audio_tensor, to_audio_tensor
+
+    predictor = get_audio_predictor(
+        model, task=task, device=device, precision=precision, chunk_seconds=chunk_seconds
+    )
+    source = to_audio_tensor(audio, sample_rate)
+    out, rate = predictor(source.audio, source.sample_rate)
+    if output is None:
+        return from_audio_tensor(out, source)
+    from restore.io.audio import write_audio
+
+    write_audio(output, out.cpu(), rate, subtype=subtype or _output_subtype(source, output))
+    return Path(output)
+
+
+def _output_subtype(source, output: str | os.PathLike) -> str | None:
+    """The input file's subtype when the output has the same format (PCM_24 stays PCM_24), else None."""
+    if source.subtype is None or source.path is None:
+        return None
+    if Path(output).suffix.lower() != source.path.suffix.lower():
+        return None
+    return source.subtype

@@ -7,6 +7,8 @@ restore models [--task TASK] [--markdown]
 restore models NAME            # spec, parameters and documentation of one model
 restore upscale|deblur|inpaint INPUT OUTPUT [options]   # a file or a folder
 restore demo [FOLDER]          # the bundled x4 model on the bundled sample images
+restore enhance INPUT OUTPUT [--task denoise|bandwidth] [options]   # speech, a file or a folder
+restore eval-audio CLEAN_DIR PROCESSED_DIR   # PESQ, STOI, SI-SDR, LSD per file and mean
 """
 
 from __future__ import annotations
@@ -81,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     from restore.infer.image_commands import add_image_commands
 
     add_image_commands(sub)
+    from restore.infer.audio_commands import add_audio_commands
+
+    add_audio_commands(sub)
     return parser
 
 

@@ -54,7 +54,11 @@ ACCEPTED_TASKS: dict[str, tuple[str, ...]] = {
     "deblur": IMAGE_TO_IMAGE,
     "denoise": IMAGE_TO_IMAGE,
     "restore": IMAGE_TO_IMAGE,
+    # audio models are all "audio" in the registry; the hub tells enhancement tasks apart by name
+    "audio_denoise": ("audio",),
+    "audio_bandwidth": ("audio",),
 }
+AUDIO_HUB_TASKS = ("audio_denoise", "audio_bandwidth")
 
 ModelArg = Union[str, "os.PathLike[str]", tuple[str, str], None]
 
@@ -115,6 +119,33 @@ BUNDLED: tuple[BundledModel, ...] = (
         None,
         "classical push-pull inpainting, no weights",
         architecture="pushpull_inpaint",
+    ),
+    # Classical speech enhancers (no weights): the denoising default until a trained model beats them
+    # on real noise (DESIGN: the bundled denoiser must beat the DSP baselines, or the default is the
+    # better of the two).
+    BundledModel(
+        "speech-logmmse",
+        "audio_denoise",
+        1,
+        None,
+        "log-MMSE speech enhancement (Ephraim-Malah 1985), no weights",
+        architecture="logmmse",
+    ),
+    BundledModel(
+        "speech-wiener",
+        "audio_denoise",
+        1,
+        None,
+        "decision-directed Wiener filter, no weights",
+        architecture="wiener",
+    ),
+    BundledModel(
+        "speech-spectral-subtraction",
+        "audio_denoise",
+        1,
+        None,
+        "power spectral subtraction (Berouti), no weights",
+        architecture="spectral_subtraction",
     ),
 )
 
@@ -263,13 +294,14 @@ def check_compatible(spec: Any, *, task: str, scale: int | None, label: str) -> 
 def _check_task(task: str) -> None:
     from restore.models.registry import TASKS
 
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {TASKS}, got {task!r}.{did_you_mean(str(task), TASKS)}")
+    tasks = TASKS + AUDIO_HUB_TASKS
+    if task not in tasks:
+        raise ValueError(f"task must be one of {tasks}, got {task!r}.{did_you_mean(str(task), tasks)}")
 
 
 def _check_bundled(entry: BundledModel, task: str, scale: int | None) -> None:
     """A bundled entry must serve the asked task and scale."""
-    if entry.task not in ACCEPTED_TASKS.get(task, (task,)):
+    if entry.task != task and entry.task not in ACCEPTED_TASKS.get(task, (task,)):
         raise ValueError(
             f"bundled model {entry.name!r} is for task {entry.task!r}, but task {task!r} was asked; "
             f"bundled {task!r} models: {', '.join(m.name for m in bundled(task)) or 'none'}"

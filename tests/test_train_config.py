@@ -50,8 +50,9 @@ def test_every_recipe_config_loads_and_names_registered_parts(path):
     config = load_config(path)
     assert isinstance(config, Config)
     spec = models.get_spec(config.model.name)
-    assert spec.task in ("sr", "deblur", "inpaint")
-    task = build_task(config.task)
+    assert spec.task in ("sr", "deblur", "inpaint", "audio")
+    task = build_task(config.task, config.data.sample_rate)
+    assert task.modality == ("audio" if spec.task == "audio" else "image")
     assert task.name == config.task.name
     if task.name == "sr":
         assert models.build(config.model.name, **config.model.args).spec.scale == config.task.scale
@@ -64,6 +65,7 @@ def test_every_recipe_config_loads_and_names_registered_parts(path):
 def test_every_recipe_config_is_listed():
     names = {p.name for p in CONFIGS}
     assert names >= {"sr.yaml", "sr_gan.yaml", "realesrgan.yaml", "inpaint.yaml", "deblur.yaml"}
+    assert names >= {"audio_denoise.yaml", "audio_denoise_gan.yaml", "audio_bandwidth.yaml"}
 
 
 def test_missing_file_and_non_mapping_file(tmp_path):

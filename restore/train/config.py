@@ -51,10 +51,13 @@ class ModelConfig:
 
 @dataclass
 class TaskConfig:
-    """How a clean batch becomes (input, target): ``sr``, ``deblur`` or ``inpaint``.
+    """How a clean batch becomes (input, target): ``sr``, ``deblur``, ``inpaint``, ``audio_denoise``
+    or ``audio_bandwidth``.
 
     ``degradation``: a name of ``restore.degrade.build_degradation`` or ``{"name": ..., **kwargs}``
-    (``scale`` is filled in for SR). ``mask``: arguments of ``restore.degrade.RandomMask``.
+    (``scale`` is filled in for SR); for audio tasks null or the arguments of
+    ``restore.degrade.audio.AudioDenoiseDegradation`` / ``AudioBandwidthDegradation``.
+    ``mask``: arguments of ``restore.degrade.RandomMask``.
     """
 
     name: str = "sr"
@@ -65,9 +68,16 @@ class TaskConfig:
 
 @dataclass
 class DataConfig:
-    """Training data: a folder (or list of folders) of clean images; None = the bundled samples."""
+    """Training data: a folder (or list of folders) of clean images or speech; None = the built-in samples.
+
+    Audio tasks also read ``noise`` (folders of noise recordings; None = synthetic noise), and cut
+    ``segment_seconds`` of audio at ``sample_rate`` per item.
+    """
 
     train: Any = None
+    noise: Any = None
+    sample_rate: int = 16000
+    segment_seconds: float = 2.0
     patch_size: int = 128  # target patch side
     batch_size: int = 8
     num_workers: int = 0
@@ -126,6 +136,7 @@ class ValidationConfig:
     every: int = 500
     max_images: int = 8
     max_side: int = 512  # clean images are centre-cropped to at most this side
+    max_seconds: float = 8.0  # audio clips are cut to at most this length
     lpips: bool = True  # when LPIPS weights are present locally
     samples: int = 4  # images in the sample grid
     use_ema: bool = True

@@ -40,7 +40,7 @@ from . import checkpoints
 from .config import Config, config_to_dict, save_config
 from .ema import ModelEMA
 from .sampler import EpochSampler
-from .tasks import Task, build_task
+from .tasks import AudioTask, Task, build_task
 from .validation import build_validation_set, evaluate, sample_grid
 
 __all__ = ["NonFiniteLossError", "TrainResult", "Trainer", "resolve_mixed_precision"]
@@ -160,7 +160,7 @@ class Trainer:
         self.config = config
         self._lookups: dict[tuple[str, int], Any] = {}  # see _once
         self.output_dir = Path(config.output.dir)
-        self.task: Task = build_task(config.task)
+        self.task: Task | AudioTask = build_task(config.task, config.data.sample_rate)
 
         spec = models.get_spec(config.model.name)
         if accelerator is None:
@@ -275,6 +275,19 @@ class Trainer:
 
     def _check_generator(self, generator: nn.Module) -> None:
         spec = generator.spec
+        modality = "audio" if spec.inputs[0] == "audio" else "image"
+        if modality != self.task.modality:
+            raise ValueError(
+                f"model '{spec.name}' takes {modality}, but task '{self.task.name}' trains on "
+                f"{self.task.modality}; pick a model of restore.models.available("
+                f"{'audio' if self.task.modality == 'audio' else None!r})"
+            )
+        model_rate = getattr(generator, "sample_rate", None)
+        if modality == "audio" and model_rate is not None and model_rate != self.config.data.sample_rate:
+            raise ValueError(
+                f"model '{spec.name}' runs at {model_rate} Hz, but data.sample_rate is "
+                f"{self.config.data.sample_rate}; set model.args.sample_rate or data.sample_rate"
+            )
         if self.task.name == "sr" and spec.scale != self.task.scale:
             raise ValueError(
                 f"model '{spec.name}' upscales by {spec.scale}, but task.scale is {self.task.scale}; "
@@ -304,6 +317,8 @@ class Trainer:
         return found or None
 
     def _dataset(self):
+        if self.task.modality == "audio":
+            return self._repeat_to_fill(self._audio_dataset())
         from restore.data import CleanImageFolder, sample_images_dir
 
         dc = self.config.data
@@ -318,9 +333,29 @@ class Trainer:
             cache=dc.cache,
             recursive=dc.recursive,
         )
-        # a small folder (the bundled samples) is repeated so that every process gets whole batches
+        return self._repeat_to_fill(dataset)
+
+    def _audio_dataset(self):
+        from restore.data.audio import SpeechNoiseDataset
+
+        dc = self.config.data
+        return SpeechNoiseDataset(
+            dc.train,
+            dc.noise,
+            sample_rate=dc.sample_rate,
+            segment_seconds=dc.segment_seconds,
+            seed=self.config.train.seed,
+            repeat=dc.repeat,
+            cache=dc.cache,
+            on_error=dc.on_error,
+            recursive=dc.recursive,
+        )
+
+    def _repeat_to_fill(self, dataset):
+        """A small folder (the bundled samples) is repeated so that every process gets whole batches."""
         from accelerate.state import PartialState
 
+        dc = self.config.data
         needed = dc.batch_size * PartialState().num_processes
         if len(dataset) < needed:
             dataset.repeat = dc.repeat * math.ceil(needed / len(dataset))
@@ -489,7 +524,7 @@ class Trainer:
             )
         with acc.accumulate(*models_):
             pair = self.task.make_pair(batch, acc.device)
-            if cfg.train.channels_last:
+            if cfg.train.channels_last and self.task.modality == "image":
                 pair = {k: v.contiguous(memory_format=torch.channels_last) for k, v in pair.items()}
             with acc.autocast():
                 pred = self.task.forward(self.generator, pair)
@@ -562,27 +597,57 @@ class Trainer:
     # ------------------------------------------------------------------ validation and logging
 
     def validate(self) -> dict[str, float]:
-        """Metrics of the EMA (or raw) generator on the validation pairs; writes a sample grid."""
+        """Metrics of the EMA (or raw) generator on the validation pairs; writes samples."""
         acc = self.accelerator
         metrics: dict[str, float] = {}
         if acc.is_main_process:
             vc = self.config.validation
-            if self.validation_pairs is None:
-                self.validation_pairs = build_validation_set(vc, self.task, self.spec.size_multiple)
             model = self.ema.module if (self.ema is not None and vc.use_ema) else self._unwrap(self.generator)
-            metrics, predictions = evaluate(
-                model, self.validation_pairs, self.task, acc.device, autocast=acc.autocast, use_lpips=vc.lpips
-            )
-            if vc.samples:
-                from restore.io import write_image
-
-                grid = sample_grid(self.validation_pairs, predictions, vc.samples)
-                samples_dir = self.output_dir / "samples"
-                samples_dir.mkdir(parents=True, exist_ok=True)
-                write_image(samples_dir / f"step-{self.step:07d}.png", grid)
-                self._log_images(grid)
+            if self.task.modality == "audio":
+                metrics = self._validate_audio(model)
+            else:
+                metrics = self._validate_images(model)
             self._log({f"val/{k}": v for k, v in metrics.items()})
         acc.wait_for_everyone()
+        return metrics
+
+    def _validate_images(self, model: nn.Module) -> dict[str, float]:
+        acc = self.accelerator
+        vc = self.config.validation
+        if self.validation_pairs is None:
+            self.validation_pairs = build_validation_set(vc, self.task, self.spec.size_multiple)
+        metrics, predictions = evaluate(
+            model, self.validation_pairs, self.task, acc.device, autocast=acc.autocast, use_lpips=vc.lpips
+        )
+        if vc.samples:
+            from restore.io import write_image
+
+            grid = sample_grid(self.validation_pairs, predictions, vc.samples)
+            samples_dir = self.output_dir / "samples"
+            samples_dir.mkdir(parents=True, exist_ok=True)
+            write_image(samples_dir / f"step-{self.step:07d}.png", grid)
+            self._log_images(grid)
+        return metrics
+
+    def _validate_audio(self, model: nn.Module) -> dict[str, float]:
+        from .audio_validation import build_audio_validation_set, evaluate_audio, write_audio_samples
+
+        acc = self.accelerator
+        vc = self.config.validation
+        if self.validation_pairs is None:
+            self.validation_pairs = build_audio_validation_set(vc, self.task)
+        metrics, predictions = evaluate_audio(
+            model, self.validation_pairs, self.task, acc.device, autocast=acc.autocast
+        )
+        if vc.samples:
+            folder = self.output_dir / "samples" / f"step-{self.step:07d}"
+            written = write_audio_samples(
+                folder, self.validation_pairs, predictions, vc.samples, self.task.sample_rate
+            )
+            for tracker in acc.trackers:
+                if tracker.name == "tensorboard":
+                    for name, clip in written:
+                        tracker.writer.add_audio(name, clip, self.step, sample_rate=self.task.sample_rate)
         return metrics
 
     def _log_images(self, grid: Tensor) -> None:
