@@ -1,4 +1,4 @@
-"""Quality metrics: PSNR and SSIM by the standard super-resolution protocol, and LPIPS.
+"""Quality metrics: PSNR and SSIM by the standard super-resolution protocol, LPIPS, and audio metrics.
 
 Images are ``(N, C, H, W)`` in ``[0, data_range]`` (``[0, 1]`` by default); every metric returns
 one value per image, shape ``(N,)`` (``reduction="mean"``: the batch mean, a scalar).
@@ -23,11 +23,17 @@ a restored image is scored as the 8-bit file it would be saved as; pass ``quanti
 the float values, e.g. against torchmetrics), with the Y channel and border crop as options. All
 metrics run with autocast disabled, PSNR and SSIM in float64 (float32 on devices without float64),
 LPIPS in float32. :data:`METRICS` lists them with ``higher_is_better`` and ``needs_weights``.
+
+Audio (:func:`si_sdr`, :func:`pesq`, :func:`stoi`, :func:`lsd`): ``pred`` and ``target`` as
+``(N, 1, T)``, ``(N, T)`` or ``(T,)`` tensors or numpy arrays, each called as ``fn(pred, target,
+sample_rate)`` and returning ``(N,)`` float64. PESQ and STOI use the optional ``pesq`` and ``pystoi``
+packages, imported when called.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -40,10 +46,14 @@ __all__ = [
     "get_metric",
     "lpips_available",
     "lpips_metric",
+    "lsd",
+    "pesq",
     "psnr",
     "rgb_to_y",
+    "si_sdr",
     "sr_metrics",
     "ssim",
+    "stoi",
 ]
 
 REDUCTIONS = ("none", "mean")
@@ -323,6 +333,231 @@ def lpips_available(net: str = "alex", weights: str | os.PathLike | None = None)
 
 
 # ---------------------------------------------------------------------------------------------
+# Audio: SI-SDR, PESQ, STOI, LSD
+# ---------------------------------------------------------------------------------------------
+
+AUDIO_METRICS_INSTALL = "pip install pesq pystoi (or: pip install restore-toolkit[audio-metrics])"
+PESQ_MODES = ("wb", "nb")
+PESQ_RATES = {"wb": 16000, "nb": 8000}
+PESQ_MIN_SECONDS = 0.25  # the pesq package's BufferTooShortError: "at least 1/4 of a second"
+LSD_EPS = 1e-8
+
+
+def _audio_batch(x: object, name: str) -> torch.Tensor:
+    """A tensor or numpy array ``(N, 1, T)``, ``(N, T)`` or ``(T,)`` -> ``(N, T)`` tensor (dtype kept)."""
+    if isinstance(x, torch.Tensor):
+        t = x.detach()
+    else:
+        import numpy as np
+
+        if not isinstance(x, np.ndarray):
+            raise ValueError(f"{name} must be a torch.Tensor or a numpy array, got {type(x).__name__}")
+        t = torch.from_numpy(np.ascontiguousarray(x))
+    if t.is_complex() or not (t.is_floating_point() or t.dtype in (torch.int16, torch.int32, torch.int64)):
+        raise ValueError(f"{name} must hold real audio samples, got dtype {t.dtype}")
+    if t.ndim == 1:
+        t = t[None]
+    elif t.ndim == 3:
+        if t.shape[1] != 1:
+            raise ValueError(
+                f"{name} must be mono audio (N, 1, T), (N, T) or (T,), got shape {tuple(t.shape)} "
+                "(score each channel as a batch item)"
+            )
+        t = t[:, 0]
+    elif t.ndim != 2:
+        raise ValueError(f"{name} must be audio (N, 1, T), (N, T) or (T,), got shape {tuple(t.shape)}")
+    return t
+
+
+def _audio_pair(pred: object, target: object) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both signals as ``(N, T)`` tensors of one shape; mismatched shapes raise naming both."""
+    x, y = _audio_batch(pred, "pred"), _audio_batch(target, "target")
+    if x.shape != y.shape:
+        raise ValueError(f"pred and target shapes differ: {tuple(pred.shape)} vs {tuple(target.shape)}")
+    if x.shape[-1] < 1:
+        raise ValueError(f"pred and target are empty (shape {tuple(pred.shape)})")
+    return x, y
+
+
+def _check_sample_rate(sample_rate: object) -> int:
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or sample_rate < 1:
+        raise ValueError(f"sample_rate must be a positive int (Hz), got {sample_rate!r}")
+    return sample_rate
+
+
+def _import_optional(module: str, metric: str):
+    """Import ``pesq`` / ``pystoi``; a missing one raises ``ImportError`` saying how to install it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        raise ImportError(
+            f"the {metric} metric needs the optional package {module!r}: {AUDIO_METRICS_INSTALL}"
+        ) from err
+
+
+def _numpy_rows(x: torch.Tensor) -> list:
+    """Rows of ``(N, T)`` as float64 numpy arrays; non-finite samples raise ``ValueError``."""
+    x = x.to("cpu", torch.float64)
+    if not torch.isfinite(x).all():
+        raise ValueError("audio contains NaN or infinite samples")
+    return list(x.numpy())
+
+
+def si_sdr(
+    pred: torch.Tensor, target: torch.Tensor, sample_rate: int | None = None, *, reduction: str = "none"
+) -> torch.Tensor:
+    """Scale-invariant signal-to-distortion ratio in dB (Le Roux et al. 2019): ``(N,)`` float64.
+
+    Both signals made zero-mean, then ``alpha = (<pred, target> + eps) / (||target||^2 + eps)``,
+    ``SI-SDR = 10 log10((||alpha target||^2 + eps) / (||alpha target - pred||^2 + eps))`` with
+    ``eps`` = float64 machine epsilon: torchmetrics' ``scale_invariant_signal_distortion_ratio``
+    with ``zero_mean=True``. Inputs ``(N, 1, T)``, ``(N, T)`` or ``(T,)``, tensors or numpy arrays.
+    ``sample_rate`` is accepted (and unused) so every audio metric takes ``(pred, target, sample_rate)``.
+    Higher is better.
+    """
+    _check_reduction(reduction)
+    x, y = _audio_pair(pred, target)
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        dtype = _compute_dtype(x.device)
+        eps = torch.finfo(dtype).eps
+        x, y = x.to(dtype), y.to(dtype)
+        x = x - x.mean(dim=-1, keepdim=True)
+        y = y - y.mean(dim=-1, keepdim=True)
+        alpha = ((x * y).sum(dim=-1, keepdim=True) + eps) / (y.square().sum(dim=-1, keepdim=True) + eps)
+        scaled = alpha * y
+        value = 10 * torch.log10((scaled.square().sum(-1) + eps) / ((scaled - x).square().sum(-1) + eps))
+    return _reduce(value, reduction)
+
+
+def pesq(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    sample_rate: int,
+    mode: str = "wb",
+    *,
+    reduction: str = "none",
+) -> torch.Tensor:
+    """PESQ MOS-LQO (ITU-T P.862.2 wide-band ``"wb"``, P.862 narrow-band ``"nb"``): ``(N,)`` float64.
+
+    The ``pesq`` package (optional: ``pip install pesq pystoi``) on each item, ``target`` as the
+    reference. PESQ runs at 16 kHz (wb) or 8 kHz (nb; 16 kHz input is also scored as it is, like
+    the package and torchmetrics do): other rates are resampled first with
+    ``torchaudio.functional.resample``. Silent input ("no speech detected") and input shorter than
+    0.25 s raise ``ValueError`` saying which (the item index and length in seconds), to be caught and
+    reported by the caller. Range about -0.5..4.5 (nb) / 1..4.64 (wb); higher is better.
+    """
+    _check_reduction(reduction)
+    if mode not in PESQ_MODES:
+        raise ValueError(f"mode must be one of {PESQ_MODES}, got {mode!r}")
+    sample_rate = _check_sample_rate(sample_rate)
+    backend = _import_optional("pesq", "PESQ")
+    x, y = _audio_pair(pred, target)
+    seconds = x.shape[-1] / sample_rate
+    rate = sample_rate if mode == "nb" and sample_rate in (8000, 16000) else PESQ_RATES[mode]
+    if rate != sample_rate:
+        import torchaudio
+
+        x, y = (torchaudio.functional.resample(t.to(torch.float64), sample_rate, rate) for t in (x, y))
+    values = []
+    for i, (deg, ref) in enumerate(zip(_numpy_rows(x), _numpy_rows(y), strict=True)):
+        where = f"item {i} ({seconds:.3f} s at {sample_rate} Hz)"
+        if not ref.any() and not deg.any():  # the package would divide by a zero peak
+            raise ValueError(f"PESQ: no speech detected in {where}: both signals are silent")
+        try:
+            values.append(backend.pesq(rate, ref, deg, mode))
+        except backend.NoUtterancesError as err:
+            raise ValueError(f"PESQ: no speech detected in {where}: silent or too quiet input") from err
+        except backend.BufferTooShortError as err:
+            raise ValueError(
+                f"PESQ: input too short in {where}: PESQ needs at least {PESQ_MIN_SECONDS} s"
+            ) from err
+        except backend.PesqError as err:
+            raise ValueError(f"PESQ failed on {where}: {err}") from err
+    device = pred.device if isinstance(pred, torch.Tensor) else torch.device("cpu")
+    return _reduce(torch.tensor(values, dtype=torch.float64, device=device), reduction)
+
+
+def stoi(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    sample_rate: int,
+    extended: bool = False,
+    *,
+    reduction: str = "none",
+) -> torch.Tensor:
+    """STOI (Taal et al. 2011), or extended STOI (Jensen & Taal 2016): ``(N,)`` float64 in about [0, 1].
+
+    The ``pystoi`` package (optional: ``pip install pesq pystoi``) on each item, ``target`` as the
+    clean reference; it resamples to 10 kHz itself. Where pystoi would warn and return 1e-5 (fewer
+    than 30 frames, about 0.4 s, of speech left after removing silent frames), this raises
+    ``ValueError`` instead, with the item and its length. Higher is better.
+    """
+    _check_reduction(reduction)
+    sample_rate = _check_sample_rate(sample_rate)
+    backend = _import_optional("pystoi", "STOI")
+    x, y = _audio_pair(pred, target)
+    seconds = x.shape[-1] / sample_rate
+    values = []
+    for i, (deg, ref) in enumerate(zip(_numpy_rows(x), _numpy_rows(y), strict=True)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            value = backend.stoi(ref, deg, sample_rate, extended=bool(extended))
+        if any("Not enough STFT frames" in str(w.message) for w in caught):
+            raise ValueError(
+                f"STOI: too little speech in item {i} ({seconds:.3f} s at {sample_rate} Hz): it needs 30 "
+                "frames (about 0.4 s) left after removing silent frames"
+            )
+        values.append(float(value))
+    device = pred.device if isinstance(pred, torch.Tensor) else torch.device("cpu")
+    return _reduce(torch.tensor(values, dtype=torch.float64, device=device), reduction)
+
+
+def lsd(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    sample_rate: int | None = None,
+    n_fft: int = 2048,
+    hop: int = 512,
+    *,
+    reduction: str = "none",
+) -> torch.Tensor:
+    """Log-spectral distance (bandwidth extension: NU-Wave, AERO): ``(N,)`` float64, lower is better.
+
+    With ``X``, ``Y`` the STFTs of ``pred`` and ``target`` (periodic Hann window of ``n_fft``
+    samples, hop ``hop``, frames centred: ``n_fft // 2`` samples of reflect padding at each end, or
+    zeros when the signal is not longer than that, as ``torch.stft(center=True)``) and
+    ``P = |X|^2``, ``Q = |Y|^2`` over the ``n_fft // 2 + 1`` bins::
+
+        D[t, f] = log10(P[t, f] + 1e-8) - log10(Q[t, f] + 1e-8)
+        LSD = mean over frames t of sqrt(mean over bins f of D[t, f]^2)
+
+    computed in float64. ``sample_rate`` is accepted (and unused) so every audio metric takes
+    ``(pred, target, sample_rate)``; ``n_fft`` sets the frequency resolution whatever the rate.
+    """
+    _check_reduction(reduction)
+    for arg, value, low in (("n_fft", n_fft, 2), ("hop", hop, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{arg} must be an int >= {low}, got {value!r}")
+    if sample_rate is not None:
+        _check_sample_rate(sample_rate)
+    x, y = _audio_pair(pred, target)
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        dtype = _compute_dtype(x.device)
+        window = torch.hann_window(n_fft, dtype=dtype, device=x.device)
+        pad_mode = "reflect" if x.shape[-1] > n_fft // 2 else "constant"
+        log_power = []
+        for t in (x, y):
+            spec = torch.stft(
+                t.to(dtype), n_fft, hop, window=window, center=True, pad_mode=pad_mode, return_complex=True
+            )
+            log_power.append(torch.log10(spec.abs().square() + LSD_EPS))  # (N, F, frames)
+        value = (log_power[0] - log_power[1]).square().mean(dim=1).sqrt().mean(dim=-1)
+    return _reduce(value, reduction)
+
+
+# ---------------------------------------------------------------------------------------------
 # The metric table
 # ---------------------------------------------------------------------------------------------
 
@@ -353,6 +588,22 @@ METRICS: dict[str, MetricSpec] = {
         MetricSpec(
             "lpips", lpips_metric, "image", higher_is_better=False, needs_weights=True,
             summary="LPIPS v0.1 distance on a pretrained network (lpips package layers)",
+        ),
+        MetricSpec(
+            "si_sdr", si_sdr, "audio", higher_is_better=True, needs_weights=False,
+            summary="Scale-invariant SDR in dB (zero-mean), float64",
+        ),
+        MetricSpec(
+            "pesq", pesq, "audio", higher_is_better=True, needs_weights=False,
+            summary="PESQ MOS-LQO, wide-band (16 kHz) or narrow-band (8 kHz); optional pesq package",
+        ),
+        MetricSpec(
+            "stoi", stoi, "audio", higher_is_better=True, needs_weights=False,
+            summary="STOI intelligibility (or extended STOI); optional pystoi package",
+        ),
+        MetricSpec(
+            "lsd", lsd, "audio", higher_is_better=False, needs_weights=False,
+            summary="Log-spectral distance of |STFT|^2 (n_fft 2048, hop 512), float64",
         ),
     )
 }

@@ -5,12 +5,26 @@
     gen = torch.Generator(device="cuda").manual_seed(0)
     lq = degrade(hr, generator=gen)                        # (N,3,H,W) -> (N,3,H/4,W/4)
     masks = random_masks(8, 256, 256, coverage=(0.1, 0.5), generator=gen)
+    noisy = build_degradation("audio_denoise")(speech, noise, sample_rate=16000, generator=gen)  # (N,1,T)
 
 Every random choice is drawn per sample from the given ``torch.Generator``, so a batch is
 reproducible and the work runs where the tensors are. Modules load lazily: importing this package
 does not import kornia (none of the degradations needs it).
 """
 
+from .audio import (
+    AudioBandwidthDegradation,
+    AudioDenoiseDegradation,
+    band_limit,
+    clip,
+    colored_noise,
+    equalize,
+    gain,
+    lowpass,
+    mix_at_snr,
+    reverberate,
+    synthetic_rir,
+)
 from .blur import (
     KERNEL_TYPES,
     RandomBlur,
@@ -52,6 +66,8 @@ __all__ = [
     "JPEG",
     "KERNEL_TYPES",
     "RESIZE_MODES",
+    "AudioBandwidthDegradation",
+    "AudioDenoiseDegradation",
     "BicubicDegradation",
     "BlurDegradation",
     "GaussianNoise",
@@ -69,12 +85,19 @@ __all__ = [
     "apply_kernels",
     "apply_mask",
     "available_degradations",
+    "band_limit",
     "build_degradation",
+    "clip",
+    "colored_noise",
+    "equalize",
+    "gain",
     "gaussian_kernels",
     "generalized_gaussian_kernels",
     "imresize",
     "imresize_weights",
     "jpeg",
+    "lowpass",
+    "mix_at_snr",
     "motion_kernels",
     "plateau_kernels",
     "pulse_kernels",
@@ -86,5 +109,7 @@ __all__ = [
     "random_sinc_kernels",
     "realesrgan_degrade",
     "resize",
+    "reverberate",
     "sinc_kernels",
+    "synthetic_rir",
 ]

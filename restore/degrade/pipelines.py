@@ -4,6 +4,10 @@
 "jpeg"). Every module has an int ``scale`` (output = input size // scale; 1 for same-size tasks), keeps
 its output in [0, 1], and draws every random choice from ``generator`` (per sample), so a seed
 reproduces a batch.
+
+The audio entries ("audio_denoise", "audio_bandwidth"; :mod:`restore.degrade.audio`) take audio
+``(N, C, T)`` in [-1, 1] and ``forward(clean, noise=None, sample_rate=16000, generator=None)``; they
+also have ``scale = 1`` and accept ``generator=`` by keyword like the image entries.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from restore.degrade.audio import AudioBandwidthDegradation, AudioDenoiseDegradation
 from restore.degrade.blur import apply_kernels, gaussian_kernels, motion_kernels
 from restore.degrade.jpeg import JPEG
 from restore.degrade.noise import random_gaussian_noise
@@ -146,6 +151,8 @@ DEGRADATIONS: dict[str, Callable[..., nn.Module]] = {
     "blur": BlurDegradation,
     "noise": NoiseDegradation,
     "jpeg": JPEGDegradation,
+    "audio_denoise": AudioDenoiseDegradation,
+    "audio_bandwidth": AudioBandwidthDegradation,
 }
 
 

@@ -73,14 +73,14 @@ def run_enhance(args: argparse.Namespace) -> int:
     """Enhance a file or a folder; returns the exit status."""
     from restore import api
     from restore.infer.batch import plan_jobs, run_jobs
-    from restore.io.audio import AUDIO_SUFFIXES, write_audio
+    from restore.io.audio import audio_suffixes, write_audio
     from restore.io.audio_convert import to_audio_tensor
 
     try:
         jobs, skipped = plan_jobs(
             args.input,
             args.output,
-            suffixes=AUDIO_SUFFIXES,
+            suffixes=audio_suffixes(),
             recursive=args.recursive,
             include=args.include,
             exclude=args.exclude,

@@ -22,7 +22,9 @@ def _window(window: Tensor | None, win_length: int, device: torch.device) -> Ten
     return window.to(device=device, dtype=torch.float32)
 
 
-def stft(x: Tensor, n_fft: int, hop: int, win_length: int | None = None, window: Tensor | None = None) -> Tensor:
+def stft(
+    x: Tensor, n_fft: int, hop: int, win_length: int | None = None, window: Tensor | None = None
+) -> Tensor:
     """Complex spectrogram of ``x`` ``(N, 1, T)`` or ``(N, T)`` -> ``(N, F, frames)`` complex64.
 
     Centred frames with reflect padding (``torch.stft(center=True)``); a signal shorter than
@@ -51,7 +53,12 @@ def stft(x: Tensor, n_fft: int, hop: int, win_length: int | None = None, window:
 
 
 def istft(
-    spec: Tensor, n_fft: int, hop: int, length: int, win_length: int | None = None, window: Tensor | None = None
+    spec: Tensor,
+    n_fft: int,
+    hop: int,
+    length: int,
+    win_length: int | None = None,
+    window: Tensor | None = None,
 ) -> Tensor:
     """Inverse of :func:`stft`: ``(N, F, frames)`` complex -> ``(N, 1, length)`` float32."""
     win_length = win_length or n_fft
