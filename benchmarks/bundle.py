@@ -12,7 +12,12 @@ time, the command that reproduces it, metrics beside the baselines). Scores are 
   bicubic, by ``restore.metrics`` (the protocol that reproduces the published bicubic numbers);
 - deblurring: PSNR / SSIM on the real GoPro pairs, blurred input against the model's output;
 - inpainting: PSNR inside the holes and SSIM on BSD100 centre crops with the EdgeConnect masks,
-  against OpenCV's Telea inpainting.
+  against OpenCV's Telea inpainting;
+- speech denoising: PESQ (wb, nb), STOI and SI-SDR on the real VoiceBank+DEMAND pairs, against the
+  noisy input and the classical enhancers (log-MMSE, Wiener, spectral subtraction), each run through
+  the same ``AudioPredictor`` path as ``restore.enhance``;
+- bandwidth extension: LSD and SI-SDR of the clean VoiceBank utterances band-limited to 8 and 4 kHz
+  sampling (resampled back to 16 kHz), input against output.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import restore.models as models  # noqa: E402
+from benchmarks import quality  # noqa: E402
 from restore import hub, metrics  # noqa: E402
 from restore.degrade import imresize  # noqa: E402
 from restore.infer import Predictor  # noqa: E402
@@ -37,21 +43,10 @@ from restore.io import list_images, read_image  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 MAX_BYTES = 10 * 2**20
-PUBLISHED = {  # PSNR-Y, from the EDSR/SwinIR/FSRCNN papers' tables (Set5 / Set14 / BSD100)
-    4: {
-        "bicubic": (28.42, 26.00, 25.96),
-        "SRCNN": (30.48, 27.49, 26.90),
-        "FSRCNN": (30.72, 27.61, 26.98),
-        "EDSR": (32.46, 28.80, 27.71),
-        "SwinIR-light": (32.44, 28.77, 27.69),
-    },
-    2: {
-        "bicubic": (33.66, 30.24, 29.56),
-        "SRCNN": (36.66, 32.45, 31.36),
-        "FSRCNN": (37.00, 32.63, 31.53),
-        "EDSR": (38.11, 33.92, 32.32),
-        "SwinIR-light": (38.14, 33.86, 32.31),
-    },
+# PSNR-Y on Set5 / Set14 / BSD100 as published, by scale (one table: benchmarks/quality.py, sources in
+# docs/quality.md)
+PUBLISHED = {
+    scale: {name: values[scale] for name, values in quality.PUBLISHED.items()} for scale in quality.SCALES
 }
 SR_SETS = ("Set5", "Set14", "BSD100")
 
@@ -143,6 +138,142 @@ def inpaint_scores(model, data: Path, side: int = 256) -> dict:
     }
 
 
+AUDIO_BASELINES = ("logmmse", "wiener", "spectral_subtraction")
+
+
+def _enhanced(model, audio: torch.Tensor, rate: int, bandwidth: bool = False) -> torch.Tensor:
+    from restore.infer.audio_predictor import AudioPredictor
+
+    predictor = AudioPredictor(model, device="cpu", resample_output=not bandwidth)
+    out, _ = predictor(audio, rate)
+    return out
+
+
+def _audio_means(rows: list[dict]) -> dict:
+    keys = rows[0].keys()
+    means = {}
+    for key in keys:
+        values = [r[key] for r in rows if math.isfinite(r[key])]
+        means[key] = sum(values) / len(values) if values else float("nan")
+    return means
+
+
+def _speech_metrics(pred: torch.Tensor, clean: torch.Tensor, rate: int) -> dict:
+    pred, clean = pred[None], clean[None]
+    row = {"si_sdr": float(metrics.si_sdr(pred, clean)[0]), "stoi": float(metrics.stoi(pred, clean, rate)[0])}
+    for mode in ("wb", "nb"):
+        try:
+            row[f"pesq_{mode}"] = float(metrics.pesq(pred, clean, rate, mode=mode)[0])
+        except ValueError:
+            row[f"pesq_{mode}"] = float("nan")
+    return row
+
+
+def denoise_scores(model, data: Path) -> dict:
+    """Mean PESQ/STOI/SI-SDR on the VoiceBank pairs: noisy input, classical enhancers, the model."""
+    from restore.data.audio import PairedAudioFolder
+
+    pairs = PairedAudioFolder(data / "audio" / "VoiceBank_DEMAND_debug", sample_rate=16000)
+    contenders = {"noisy": None, **{name: models.build(name) for name in AUDIO_BASELINES}, "model": model}
+    rows: dict[str, list[dict]] = {name: [] for name in contenders}
+    for index in range(len(pairs)):
+        item = pairs[index]
+        noisy, clean = item["input"], item["target"]
+        for name, net in contenders.items():
+            pred = noisy if net is None else _enhanced(net, noisy, 16000)
+            rows[name].append(_speech_metrics(pred, clean, 16000))
+    return {"VoiceBank_DEMAND_debug": {name: _audio_means(r) for name, r in rows.items()}}
+
+
+def bandwidth_scores(model, data: Path) -> dict:
+    """Mean LSD / SI-SDR of band-limited clean VoiceBank speech (8 and 4 kHz sampling): input vs model."""
+    from restore.degrade.audio import band_limit
+    from restore.io.audio import list_audio, read_audio
+
+    scores = {}
+    files = list_audio(data / "audio" / "VoiceBank_DEMAND_debug" / "clean")
+    for low in (8000, 4000):
+        rows: dict[str, list[dict]] = {"band-limited input": [], "model": []}
+        for path in files:
+            clean, rate = read_audio(path, sample_rate=16000, mono=True)
+            narrow = band_limit(clean[None], 16000, low)[0]
+            for name, pred in (
+                ("band-limited input", narrow),
+                ("model", _enhanced(model, narrow, 16000, True)),
+            ):
+                pred = pred[..., : clean.shape[-1]]
+                rows[name].append(
+                    {
+                        "lsd": float(metrics.lsd(pred[None], clean[None], 16000)[0]),
+                        "si_sdr": float(metrics.si_sdr(pred[None], clean[None])[0]),
+                    }
+                )
+        scores[f"VoiceBank clean, from {low // 1000} kHz sampling"] = {
+            k: _audio_means(v) for k, v in rows.items()
+        }
+    return scores
+
+
+def audio_gflops_per_second(model) -> float:
+    """Forward FLOPs per second of 16 kHz audio (FlopCounterMode on one second), in GFLOPs."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, 1, 16000))
+    return counter.get_total_flops() / 1e9
+
+
+def audio_card(entry, model, facts: dict, scores: dict, gflops: float, command: str) -> str:
+    """The model card of a bundled audio model."""
+    spec = model.spec
+    params = sum(p.numel() for p in model.parameters())
+    cfg = facts["config"]
+    data, train = cfg["data"], cfg["train"]
+    train_data = data["train"] if isinstance(data["train"], list) else [data["train"]]
+    noise = data.get("noise") or "synthetic"
+
+    def _names(items) -> str:
+        return ", ".join(f"`{Path(str(n)).name}`" for n in items) if isinstance(items, list) else str(items)
+
+    lines = [
+        f"# {entry.name}: {entry.description}",
+        "",
+        f"- Architecture: `{spec.name}` ({params:,} parameters, {gflops:.2f} GFLOPs per second of "
+        f"16 kHz audio), arguments {json.dumps(model.config)}",
+        f"- Task: {cfg['task']['name']} at {data['sample_rate']} Hz, "
+        f"degradation `{cfg['task']['degradation']}`",
+        f"- Training speech ({data['segment_seconds']} s segments): "
+        + ", ".join(f"`{Path(str(t)).name}`" for t in train_data)
+        + " (`../data_synth/speech` is espeak-ng/flite speech from `recipes/tools/synthesize_speech.py`)",
+        "- Noise: " + _names(noise),
+        f"- Losses: `{json.dumps(cfg['losses'])}`; optimiser {train['optimizer']} lr {train['lr']}, "
+        f"{train['scheduler']} schedule, batch {data['batch_size']}, EMA {train['ema_decay']}",
+        f"- Steps: {facts['steps']}; wall time: {facts['seconds'] / 60:.0f} minutes on this project's "
+        "2-core CPU machine (1 thread, shared with other jobs)",
+        f"- Reproduce: `{command}`",
+        "- Evaluation data (never trained on): the 6 real VoiceBank+DEMAND pairs in "
+        "`../shared/data/audio/VoiceBank_DEMAND_debug` (speaker p287, real DEMAND noise)",
+        "",
+        "## Scores",
+        "",
+    ]
+    for dataset, rows in scores.items():
+        columns = list(next(iter(rows.values())))
+        lines += [
+            f"{dataset} (means):",
+            "",
+            "| | " + " | ".join(columns) + " |",
+            "|---|" + "---|" * len(columns),
+        ]
+        for name, values in rows.items():
+            label = f"**{name}**" if name == "model" else name
+            lines.append(f"| {label} | " + " | ".join(f"{values[c]:.3f}" for c in columns) + " |")
+        lines.append("")
+    lines += ["Licence of the weights: Apache-2.0, as the project. The training audio's own terms"]
+    lines += ["apply to the data, which is not redistributed."]
+    return "\n".join(lines) + "\n"
+
+
 def gflops_per_output_mp(model) -> float:
     """Forward FLOPs per output megapixel (FlopCounterMode on a 64x64 input), in GFLOPs."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -225,9 +356,14 @@ def main() -> None:
         scores = deblur_scores(model, args.data)
     elif model.spec.task == "inpaint":
         scores = inpaint_scores(model, args.data)
+    elif entry.task == "audio_denoise":
+        scores = denoise_scores(model, args.data)
+    elif entry.task == "audio_bandwidth":
+        scores = bandwidth_scores(model, args.data)
     else:
         scores = {}
-    gflops = gflops_per_output_mp(model)
+    audio = model.spec.inputs[0] == "audio"
+    gflops = audio_gflops_per_second(model) if audio else gflops_per_output_mp(model)
     command = args.command or f"see {args.run}/config.yaml"
     target = entry.path
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -243,7 +379,7 @@ def main() -> None:
         print(facts["storage"])
     if target.stat().st_size > MAX_BYTES:
         raise SystemExit(f"{target} is {target.stat().st_size / 2**20:.1f} MB, above the 10 MB limit")
-    entry.card.write_text(card(entry, model, facts, scores, gflops, command))
+    entry.card.write_text((audio_card if audio else card)(entry, model, facts, scores, gflops, command))
     RESULTS.mkdir(parents=True, exist_ok=True)
     result = {"name": entry.name, "model": model.spec.name, "gflops_per_mp": gflops, **facts}
     result["scores"] = scores

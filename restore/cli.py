@@ -9,6 +9,7 @@ restore upscale|deblur|inpaint INPUT OUTPUT [options]   # a file or a folder
 restore demo [FOLDER]          # the bundled x4 model on the bundled sample images
 restore enhance INPUT OUTPUT [--task denoise|bandwidth] [options]   # speech, a file or a folder
 restore eval-audio CLEAN_DIR PROCESSED_DIR   # PESQ, STOI, SI-SDR, LSD per file and mean
+restore eval DATASET_DIR ... --scale 4 [--model M]   # the standard SR protocol (PSNR/SSIM-Y, LPIPS)
 """
 
 from __future__ import annotations
@@ -86,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     from restore.infer.audio_commands import add_audio_commands
 
     add_audio_commands(sub)
+    from restore.infer.eval_command import add_eval_command
+
+    add_eval_command(sub)
     return parser
 
 

@@ -48,6 +48,7 @@ BUILTIN_MODULES = (
     "restore.models.dsp_denoise",
     "restore.models.msstft_discriminator",
     "restore.models.mpd",
+    "restore.models.sr3",
 )
 
 # Spec fields an instance may override by having an attribute of the same name.
