@@ -46,6 +46,7 @@ BUILTIN_MODULES = (
     "losses.waveform",
     "losses.contrastive",
     "losses.weighting",
+    "losses.diffusion",
 )
 
 

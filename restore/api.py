@@ -16,6 +16,12 @@ carried over (:mod:`restore.io.convert` has the details).
 ``model``: None (the bundled default for the task and scale, offline), a bundled name, a local
 ``.safetensors``/``.pth`` file (ours, or any architecture spandrel knows), or a URL pinned by sha256
 (``"https://.../x4.pth#sha256=..."``, downloaded once to a cache) — see :mod:`restore.hub`.
+A diffusion model (task ``"diffusion"``, e.g. a trained ``sr3_x4`` saved with
+:func:`restore.models.save`) serves ``upscale`` (conditioned on the low-resolution image) or
+``inpaint`` (mask-conditional, or unconditional through RePaint) through
+:class:`restore.infer.diffusion_sampler.DiffusionSampler`: ``steps`` (default 20), ``seed``
+(default 0: the same output for the same input) and ``scheduler`` (``"ddim"`` default, ``"dpm"``,
+``"ddpm"``) set its sampling; they are refused for other models.
 ``tile``: tile side in input pixels (None: chosen from free memory; out-of-memory halves it).
 ``device``: None picks CUDA when available. ``precision``: None picks float32 + channels_last on
 the CPU and bf16/fp16 on CUDA when the model supports it (:mod:`restore.infer.predictor`).
@@ -62,26 +68,77 @@ def get_predictor(
     tile: int | None = None,
     device: str | torch.device | None = None,
     precision: str | None = None,
+    steps: int | None = None,
+    seed: int | None = None,
+    scheduler: str | None = None,
 ):
-    """A :class:`restore.infer.Predictor` for ``model`` (loaded once and cached for later calls)."""
+    """A :class:`restore.infer.Predictor` for ``model`` (loaded once and cached for later calls).
+
+    ``steps``, ``seed`` and ``scheduler`` set the sampling of a diffusion model (None: 20 steps,
+    seed 0, DDIM); given for any other model they raise ``ValueError``.
+    """
     from restore import hub
     from restore.infer import Predictor
     from restore.infer.predictor import resolve_device
 
+    sampling = (steps, seed, scheduler)
     if isinstance(model, torch.nn.Module):
-        key: tuple = ("module", id(model), task, scale, tile, str(device), precision)
+        key: tuple = ("module", id(model), task, scale, tile, str(device), precision, sampling)
     else:
-        key = (_model_key(model, task, scale), task, scale, tile, str(device), precision)
+        key = (_model_key(model, task, scale), task, scale, tile, str(device), precision, sampling)
     predictor = _predictors.get(key)
     if predictor is not None:
         _predictors.move_to_end(key)
         return predictor
     net = hub.load_model(model, task=task, scale=scale, device="cpu")
+    net = _sampling_model(net, model, task, task_scale=scale, steps=steps, seed=seed, scheduler=scheduler)
     predictor = Predictor(net, device=resolve_device(device), precision=precision, tile=tile)
     _predictors[key] = predictor
     while len(_predictors) > _CACHE_SIZE:
         _predictors.popitem(last=False)
     return predictor
+
+
+def _sampling_model(
+    net: torch.nn.Module,
+    model: Any,
+    task: str,
+    *,
+    task_scale: int | None,
+    steps: int | None,
+    seed: int | None,
+    scheduler: str | None,
+) -> torch.nn.Module:
+    """A diffusion model wrapped in its sampler; any other model as is (refusing sampling options)."""
+    from restore.models import spec_of
+
+    spec = spec_of(net)
+    if spec.task == "diffusion":
+        from restore.infer.diffusion_sampler import DEFAULT_SEED, DEFAULT_STEPS, DiffusionSampler
+
+        return DiffusionSampler(
+            net,
+            task=task,
+            steps=DEFAULT_STEPS if steps is None else steps,
+            scheduler=scheduler,
+            seed=DEFAULT_SEED if seed is None else seed,
+        )
+    options = {"steps": steps, "seed": seed, "scheduler": scheduler}
+    given = [name for name, value in options.items() if value is not None]
+    if given:
+        from restore import hub
+
+        if isinstance(model, torch.nn.Module):
+            label = type(model).__name__
+        elif isinstance(model, tuple):
+            label = model[0]
+        else:
+            label = os.fspath(model) if model is not None else hub.default_model(task, task_scale)
+        raise ValueError(
+            f"{', '.join(given)} set the sampling of diffusion models; model {label!r} ({spec.name}) is a "
+            f"{spec.task!r} model that runs in one pass: leave {' and '.join(given)} out"
+        )
+    return net
 
 
 def _model_key(model: Any, task: str, scale: int | None) -> Any:
@@ -146,11 +203,14 @@ def _run(
     output,
     quality: int,
     mask: Any = None,
+    sampling: dict[str, Any] | None = None,
 ):
     from restore.io.convert import to_model_input
 
     source = to_model_input(image)
-    predictor = get_predictor(model, task=task, scale=scale, tile=tile, device=device, precision=precision)
+    predictor = get_predictor(
+        model, task=task, scale=scale, tile=tile, device=device, precision=precision, **(sampling or {})
+    )
     holes = mask_tensor(mask, source) if mask is not None else None
     out, alpha = restore_source(predictor, source, mask=holes, alpha_mode=alpha_mode)
     return _finish(out, source, alpha, output, quality)
@@ -178,12 +238,16 @@ def upscale(
     alpha_mode: str = "model",
     output: str | os.PathLike | None = None,
     quality: int = 95,
+    steps: int | None = None,
+    seed: int | None = None,
+    scheduler: str | None = None,
 ):
     """Super-resolve ``image`` by ``scale`` (see the module docstring for inputs and outputs).
 
     ``alpha_mode``: ``"model"`` runs the model on the alpha channel too (Real-ESRGAN's default,
     sharper edges), ``"resize"`` resizes it bicubically. With ``output`` the result is written there
-    (format from the suffix; ``quality`` for JPEG/WebP) and the path is returned.
+    (format from the suffix; ``quality`` for JPEG/WebP) and the path is returned. ``steps``,
+    ``seed``, ``scheduler``: sampling of a diffusion model (module docstring; 20, 0, ``"ddim"``).
     """
     return _run(
         "sr",
@@ -196,6 +260,7 @@ def upscale(
         alpha_mode=alpha_mode,
         output=output,
         quality=quality,
+        sampling={"steps": steps, "seed": seed, "scheduler": scheduler},
     )
 
 
@@ -235,13 +300,17 @@ def inpaint(
     *,
     output: str | os.PathLike | None = None,
     quality: int = 95,
+    steps: int | None = None,
+    seed: int | None = None,
+    scheduler: str | None = None,
 ):
     """Fill the holes of ``image`` where ``mask`` is set; other pixels are kept exactly.
 
     ``mask``: same height and width as the image, any kind the image may be (a path, PIL, numpy,
     tensor; bool, 0/255 or 0/1 values; several channels are averaged). Values above one half mark
     pixels to fill. LaMa's receptive field is global, so by default the whole image goes through
-    the model in one pass when it fits in memory.
+    the model in one pass when it fits in memory. ``steps``, ``seed``, ``scheduler``: sampling of a
+    diffusion model (module docstring; an unconditional one inpaints with RePaint, no scheduler).
     """
     return _run(
         "inpaint",
@@ -255,6 +324,7 @@ def inpaint(
         output=output,
         quality=quality,
         mask=mask,
+        sampling={"steps": steps, "seed": seed, "scheduler": scheduler},
     )
 
 

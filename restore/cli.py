@@ -57,9 +57,12 @@ def _models_command(args: argparse.Namespace) -> int:
         from restore import hub
 
         print("\nBundled weights (model=NAME in restore.upscale & co.; the first of a task is its default):")
-        for entry in hub.bundled(args.task):
+        entries = hub.bundled(args.task)
+        if args.task == "audio":  # the hub names audio entries by what they do
+            entries = [e for e in hub.bundled() if e.task in hub.AUDIO_HUB_TASKS]
+        for entry in entries:
             state = "installed" if entry.available else "not in this installation"
-            print(f"  {entry.name:10s} {entry.task:8s} x{entry.scale}  {entry.description} ({state})")
+            print(f"  {entry.name:27s} {entry.task:15s} x{entry.scale}  {entry.description} ({state})")
     return 0
 
 

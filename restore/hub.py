@@ -57,7 +57,12 @@ ACCEPTED_TASKS: dict[str, tuple[str, ...]] = {
     # audio models are all "audio" in the registry; the hub tells enhancement tasks apart by name
     "audio_denoise": ("audio",),
     "audio_bandwidth": ("audio",),
+    # a diffusion model serves the task its condition makes it for (restore.infer.DiffusionSampler):
+    # cond_channels 3 super-resolves, 4 (mask-conditional) and 0 (unconditional, RePaint) inpaint
+    "sr": ("sr", "diffusion"),
+    "inpaint": ("inpaint", "diffusion"),
 }
+DIFFUSION_COND_CHANNELS: dict[str, tuple[int, ...]] = {"sr": (3,), "inpaint": (4, 0)}
 AUDIO_HUB_TASKS = ("audio_denoise", "audio_bandwidth")
 
 ModelArg = Union[str, "os.PathLike[str]", tuple[str, str], None]
@@ -284,6 +289,14 @@ def check_compatible(spec: Any, *, task: str, scale: int | None, label: str) -> 
             f"model {label!r} is a {spec.task!r} model ({spec.name}), but task {task!r} was asked; "
             f"bundled {task!r} models: {', '.join(m.name for m in bundled(task)) or 'none'}"
         )
+    if spec.task == "diffusion" and task != "diffusion":
+        cond = spec.config.get("cond_channels")
+        if cond not in DIFFUSION_COND_CHANNELS.get(task, ()):
+            kinds = {3: "super-resolution", 4: "mask-conditional inpainting", 0: "unconditional (RePaint)"}
+            raise ValueError(
+                f"model {label!r} is a {kinds.get(cond, f'cond_channels={cond}')} diffusion model "
+                f"({spec.name}), but task {task!r} was asked"
+            )
     if scale is not None and spec.scale != scale:
         raise ValueError(f"model {label!r} upscales by {spec.scale}, but scale={scale} was asked")
 

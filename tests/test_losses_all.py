@@ -97,6 +97,8 @@ def make_inputs(spec: losses.LossSpec, pred: torch.Tensor, target: torch.Tensor)
             real=real,
             discriminator=disc,
         )
+    if "model_output" in names:  # the diffusion loss: a network output and its target
+        values.update(model_output=pred, model_target=target)
     if {"query", "key"} <= names:
         # contrastive features are a function of pred, so gradients reach it
         gen = torch.Generator().manual_seed(2)

@@ -50,7 +50,7 @@ def test_every_recipe_config_loads_and_names_registered_parts(path):
     config = load_config(path)
     assert isinstance(config, Config)
     spec = models.get_spec(config.model.name)
-    assert spec.task in ("sr", "deblur", "inpaint", "audio")
+    assert spec.task in ("sr", "deblur", "inpaint", "audio", "diffusion")
     task = build_task(config.task, config.data.sample_rate)
     assert task.modality == ("audio" if spec.task == "audio" else "image")
     assert task.name == config.task.name

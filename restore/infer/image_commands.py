@@ -17,6 +17,8 @@ __all__ = ["add_image_commands", "run_demo", "run_image_command"]
 
 FORMATS = ("same", "png", "jpg", "webp", "tif", "bmp")
 TASKS = {"upscale": "sr", "deblur": "deblur", "inpaint": "inpaint"}
+SAMPLING_COMMANDS = ("upscale", "inpaint")  # a diffusion model may serve these (restore.api)
+SCHEDULERS = ("ddim", "dpm", "ddpm")  # restore.diffusion.SCHEDULERS (not imported at CLI start-up)
 
 
 def add_image_commands(sub: argparse._SubParsersAction) -> None:
@@ -45,6 +47,18 @@ def add_image_commands(sub: argparse._SubParsersAction) -> None:
             "--model", help="bundled name, .safetensors/.pth file, or URL#sha256=... (default: bundled)"
         )
         p.add_argument("--tile", type=int, help="tile side in input pixels (default: from free memory)")
+        if name in SAMPLING_COMMANDS:
+            p.add_argument(
+                "--steps", type=int, help="diffusion models only: sampler steps (default: 20)"
+            )
+            p.add_argument(
+                "--seed", type=int, help="diffusion models only: seed of the starting noise (default: 0)"
+            )
+            p.add_argument(
+                "--scheduler",
+                choices=SCHEDULERS,
+                help="diffusion models only: the sampler (default: ddim; RePaint models take none)",
+            )
         p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
         p.add_argument(
             "--precision", choices=("fp32", "bf16", "fp16"), help="(default: fp32 on CPU, bf16 on GPU)"
@@ -129,6 +143,9 @@ def run_image_command(args: argparse.Namespace) -> int:
             tile=args.tile,
             device=args.device,
             precision=args.precision,
+            steps=getattr(args, "steps", None),
+            seed=getattr(args, "seed", None),
+            scheduler=getattr(args, "scheduler", None),
         )
         mask_for = _mask_lookup(args.mask) if name == "inpaint" else None
     except (OSError, ValueError, KeyError) as error:

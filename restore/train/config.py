@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 __all__ = [
+    "DIFFUSION_DEFAULTS",
     "Config",
     "DataConfig",
     "DiscriminatorConfig",
@@ -49,21 +50,37 @@ class ModelConfig:
     weights: str | None = None  # a .safetensors/.pth to start from (e.g. the PSNR-trained generator)
 
 
+# Options of the diffusion tasks (``task.diffusion``); restore.train.tasks.DiffusionTask documents them.
+DIFFUSION_DEFAULTS: dict[str, Any] = {
+    "weighting": None,  # None | p2 | min_snr: per-sample weight of the denoising loss by timestep
+    "p2_gamma": 1.0,
+    "p2_k": 1.0,
+    "min_snr_gamma": 5.0,
+    "huber_c": None,  # None: constant c of the loss entry; a number: c scheduled by timestep
+    "huber_schedule": "snr",  # snr | exponential | constant
+    "sample_steps": 10,  # sampler steps at validation
+    "scheduler": "ddim",  # ddim | dpm | ddpm (validation sampler)
+    "x0_clamp": True,  # clip the predicted x0 to [0, 1] before the image losses
+}
+
+
 @dataclass
 class TaskConfig:
-    """How a clean batch becomes (input, target): ``sr``, ``deblur``, ``inpaint``, ``audio_denoise``
-    or ``audio_bandwidth``.
+    """How a clean batch becomes (input, target): ``sr``, ``deblur``, ``inpaint``, ``audio_denoise``,
+    ``audio_bandwidth``, or a diffusion task: ``diffusion_sr``, ``diffusion_inpaint``, ``diffusion``.
 
     ``degradation``: a name of ``restore.degrade.build_degradation`` or ``{"name": ..., **kwargs}``
     (``scale`` is filled in for SR); for audio tasks null or the arguments of
     ``restore.degrade.audio.AudioDenoiseDegradation`` / ``AudioBandwidthDegradation``.
-    ``mask``: arguments of ``restore.degrade.RandomMask``.
+    ``mask``: arguments of ``restore.degrade.RandomMask``. ``diffusion``: the diffusion tasks'
+    options (:data:`DIFFUSION_DEFAULTS`; a YAML mapping is merged into the defaults).
     """
 
     name: str = "sr"
     scale: int = 4
     degradation: Any = "bicubic"
     mask: dict[str, Any] = field(default_factory=lambda: {"coverage": [0.1, 0.5], "kind": "mixed"})
+    diffusion: dict[str, Any] = field(default_factory=lambda: dict(DIFFUSION_DEFAULTS))
 
 
 @dataclass

@@ -80,6 +80,8 @@ def drop_terms_without_weights(config: Config) -> list[str]:
         return []
     dropped = []
     terms = config.losses
+    if isinstance(terms, dict) and "terms" in terms:  # {"terms": {...}, "weighting": ...}
+        terms = terms["terms"]
     if not isinstance(terms, dict):
         return []
     for label in list(terms):

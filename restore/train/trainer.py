@@ -40,7 +40,7 @@ from . import checkpoints
 from .config import Config, config_to_dict, save_config
 from .ema import ModelEMA
 from .sampler import EpochSampler
-from .tasks import AudioTask, Task, build_task
+from .tasks import AudioTask, DiffusionTask, Task, build_task, pair_kind
 from .validation import build_validation_set, evaluate, sample_grid
 
 __all__ = ["NonFiniteLossError", "TrainResult", "Trainer", "resolve_mixed_precision"]
@@ -160,7 +160,7 @@ class Trainer:
         self.config = config
         self._lookups: dict[tuple[str, int], Any] = {}  # see _once
         self.output_dir = Path(config.output.dir)
-        self.task: Task | AudioTask = build_task(config.task, config.data.sample_rate)
+        self.task: Task | AudioTask | DiffusionTask = build_task(config.task, config.data.sample_rate)
 
         spec = models.get_spec(config.model.name)
         if accelerator is None:
@@ -202,6 +202,12 @@ class Trainer:
         self.d_loss = (
             losses.build(config.discriminator.losses).to(device) if discriminator is not None else None
         )
+        diffusion_inputs = _needs(self.g_loss, DiffusionTask.loss_inputs)
+        if diffusion_inputs and not isinstance(self.task, DiffusionTask):
+            raise ValueError(
+                f"losses that take {sorted(diffusion_inputs)} (the 'denoising' loss) need a diffusion task "
+                f"(diffusion_sr, diffusion_inpaint, diffusion), but task.name is {self.task.name!r}"
+            )
         self.g_adversarial = _needs(self.g_loss, ADVERSARIAL_INPUTS)
         if self.g_adversarial and discriminator is None:
             raise ValueError(
@@ -288,7 +294,26 @@ class Trainer:
                 f"model '{spec.name}' runs at {model_rate} Hz, but data.sample_rate is "
                 f"{self.config.data.sample_rate}; set model.args.sample_rate or data.sample_rate"
             )
-        if self.task.name == "sr" and spec.scale != self.task.scale:
+        diffusion_model = spec.task == "diffusion"
+        if diffusion_model != isinstance(self.task, DiffusionTask):
+            hint = (
+                "train it with task.name diffusion_sr, diffusion_inpaint or diffusion"
+                if diffusion_model
+                else "pick a diffusion model (sr3_x4_tiny, diffusion_inpaint_tiny, ddpm_unconditional_tiny)"
+            )
+            raise ValueError(
+                f"model '{spec.name}' is a {spec.task!r} model and task '{self.task.name}' "
+                f"{'does not train' if diffusion_model else 'trains'} diffusion models; {hint}"
+            )
+        if isinstance(self.task, DiffusionTask):
+            cond = getattr(generator, "cond_channels", None)
+            if cond != self.task.cond_channels:
+                kinds = {3: "a low-resolution image", 4: "a masked image and its mask", 0: "nothing"}
+                raise ValueError(
+                    f"task '{self.task.name}' trains a model conditioned on {kinds[self.task.cond_channels]} "
+                    f"(cond_channels={self.task.cond_channels}); model '{spec.name}' has cond_channels={cond}"
+                )
+        if pair_kind(self.task) == "sr" and spec.scale != self.task.scale:
             raise ValueError(
                 f"model '{spec.name}' upscales by {spec.scale}, but task.scale is {self.task.scale}; "
                 f"set model.args.scale or task.scale"
@@ -525,10 +550,15 @@ class Trainer:
         with acc.accumulate(*models_):
             pair = self.task.make_pair(batch, acc.device)
             if cfg.train.channels_last and self.task.modality == "image":
-                pair = {k: v.contiguous(memory_format=torch.channels_last) for k, v in pair.items()}
+                pair = {
+                    k: v.contiguous(memory_format=torch.channels_last) if v.ndim == 4 else v
+                    for k, v in pair.items()
+                }
             with acc.autocast():
                 pred = self.task.forward(self.generator, pair)
                 values: dict[str, Any] = {"input": pair["input"], "mask": pair.get("mask")}
+                # what the task's own losses take (a diffusion task: the denoiser output and target)
+                values.update({k: pair[k] for k in getattr(self.task, "loss_inputs", ()) if k in pair})
                 if pair.get("mask") is not None:
                     values["known"] = 1.0 - pair["mask"]
                 if self.g_adversarial:

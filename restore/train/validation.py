@@ -3,6 +3,8 @@
 Super-resolution is scored as papers do: PSNR and SSIM on the Y channel (ITU-R BT.601) with
 ``scale`` pixels cropped at each border, on 8-bit-quantised outputs (``restore.metrics``); deblurring
 and inpainting on RGB without a crop. LPIPS is added when its weights are available locally.
+Diffusion tasks follow the image task whose pairs they use (``diffusion_sr`` as ``sr``; the
+inpainting and unconditional ones as ``inpaint``) and score the sampler's output (fixed seed).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .tasks import Task
+from .tasks import Task, pair_kind
 
 __all__ = ["ValidationPair", "build_validation_set", "evaluate", "sample_grid"]
 
@@ -55,7 +57,7 @@ def build_validation_set(config: Any, task: Task, size_multiple: int = 1) -> lis
     if not root.is_dir():
         raise FileNotFoundError(f"validation folder not found: '{root}'")
     pairs: list[ValidationPair] = []
-    if task.name == "sr" and (root / "HR").is_dir():
+    if pair_kind(task) == "sr" and (root / "HR").is_dir():
         dataset = PairedImageFolder(root, scale=task.scale)
         for index in range(min(len(dataset), config.max_images)):
             item = dataset[index]
@@ -70,7 +72,7 @@ def build_validation_set(config: Any, task: Task, size_multiple: int = 1) -> lis
 
 
 def _metric_names(task: Task) -> tuple[str, str]:
-    return ("psnr_y", "ssim_y") if task.name == "sr" else ("psnr", "ssim")
+    return ("psnr_y", "ssim_y") if pair_kind(task) == "sr" else ("psnr", "ssim")
 
 
 @torch.no_grad()
@@ -90,8 +92,8 @@ def evaluate(
     if use_lpips and metrics.lpips_available():
         lpips_fn = metrics.lpips_metric
     psnr_name, ssim_name = _metric_names(task)
-    crop = task.scale if task.name == "sr" else 0
-    y_channel = task.name == "sr"
+    y_channel = pair_kind(task) == "sr"  # diffusion_sr is scored as sr, diffusion_inpaint as inpaint
+    crop = task.scale if y_channel else 0
     scores: dict[str, list[float]] = {psnr_name: [], ssim_name: []}
     if lpips_fn is not None:
         scores["lpips"] = []
