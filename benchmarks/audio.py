@@ -7,8 +7,9 @@ One run measures, on this machine's CPU (or ``--device cuda``):
     (the full API path: level normalisation, 10 s chunks with context, overlap-add), median of
     ``--repeats``; real time (1x) is the baseline, the target is at least 10x;
 (b) the growth of the peak resident set during one ``restore.enhance`` call on 10 s, 1 min and 10 min
-    of audio, each in a fresh spawned process after a warm-up call (Linux VmHWM), beside the size of
-    the input and output buffers themselves. Chunking keeps the working memory flat.
+    of audio (the input made before measuring), each in a fresh spawned process after a warm-up call
+    (Linux VmHWM), beside the size of the output buffer the call must allocate. Chunking keeps the
+    working memory flat.
 
     python benchmarks/audio.py                 # writes the audio-cpu section of docs/benchmarks.md
     python benchmarks/audio.py --seconds 5 --mem-seconds 5 20 --repeats 1 --no-write      # quick
@@ -64,14 +65,14 @@ def realtime_factor(model: str | None, seconds: float, repeats: int, device: str
 def _memory_child(seconds: float, threads: int, queue) -> None:
     torch.set_num_threads(threads)
     restore.enhance(noisy_speech(2.0), RATE)  # warm-up: model, allocator, FFT plans
+    x = noisy_speech(seconds)  # made before the meter starts (its temporaries are not the API's)
     growth = peak_rss_meter()
-    x = noisy_speech(seconds)
     out = restore.enhance(x, RATE)
-    queue.put((growth(), (x.numel() + out.numel()) * 4 / 2**20))
+    queue.put((growth(), out.numel() * 4 / 2**20))
 
 
 def peak_memory(seconds: float) -> tuple[float, float]:
-    """(peak RSS growth MB of one call, input + output MB), in a fresh process."""
+    """(peak RSS growth MB of one call, output MB), in a fresh process."""
     ctx = get_context("spawn")
     queue = ctx.Queue()
     proc = ctx.Process(target=_memory_child, args=(seconds, torch.get_num_threads(), queue))
@@ -101,9 +102,10 @@ def run(args: argparse.Namespace) -> str:
         lines += [
             "",
             "Peak resident-set growth during one `restore.enhance` call with the default model, in a fresh "
-            "process after a warm-up call (Linux VmHWM), against the input + output buffers:",
+            "process after a warm-up call (Linux VmHWM; the input exists before), against the output buffer "
+            "the call returns:",
             "",
-            "| audio | peak growth MB | input + output MB |",
+            "| audio | peak growth MB | output MB |",
             "|---|---|---|",
         ]
         for seconds in args.mem_seconds:

@@ -108,7 +108,10 @@ class AudioPredictor:
         home = audio.device
         x = resample(audio.float().to(self.device), sample_rate, self.sample_rate)[:, None]  # (C, 1, T)
         level = normalise_level(x)
-        y = process_chunked(self.forward, x / level, self.chunk, self.context, self.fade) * level
+        # the level is applied chunk by chunk: no full-length copy of the signal besides the output
+        y = process_chunked(
+            lambda chunk: self.forward(chunk / level) * level, x, self.chunk, self.context, self.fade
+        )
         out_rate = sample_rate if self.resample_output else self.sample_rate
         y = resample(y[:, 0], self.sample_rate, out_rate)
         if self.resample_output and y.shape[-1] != audio.shape[-1]:  # resampling rounds the length

@@ -32,6 +32,7 @@ Datasets that already carry an ``"input"`` (paired folders) skip the degradation
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -94,7 +95,8 @@ def normalise_level(audio: Tensor, floor: float = LEVEL_FLOOR) -> Tensor:
     """Per-item RMS level ``(N, 1, 1)`` of ``audio (N, C, T)``, floored: divide by it before a model,
     multiply after."""
     with torch.autocast(device_type=audio.device.type, enabled=False):
-        return audio.float().square().mean(dim=(1, 2), keepdim=True).sqrt().clamp_min(floor)
+        norm = torch.linalg.vector_norm(audio.float(), dim=(1, 2), keepdim=True)  # no squared copy
+        return (norm / math.sqrt(audio.shape[1] * audio.shape[2])).clamp_min(floor)
 
 
 @dataclass
