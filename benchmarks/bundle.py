@@ -245,14 +245,20 @@ def audio_card(entry, model, facts: dict, scores: dict, gflops: float, command: 
         f"- Training speech ({data['segment_seconds']} s segments): "
         + ", ".join(f"`{Path(str(t)).name}`" for t in train_data)
         + " (`../data_synth/speech` is espeak-ng/flite speech from `recipes/tools/synthesize_speech.py`)",
-        "- Noise: " + _names(noise),
+        *(["- Noise: " + _names(noise)] if cfg["task"]["name"] == "audio_denoise" else []),
         f"- Losses: `{json.dumps(cfg['losses'])}`; optimiser {train['optimizer']} lr {train['lr']}, "
         f"{train['scheduler']} schedule, batch {data['batch_size']}, EMA {train['ema_decay']}",
         f"- Steps: {facts['steps']}; wall time: {facts['seconds'] / 60:.0f} minutes on this project's "
         "2-core CPU machine (1 thread, shared with other jobs)",
         f"- Reproduce: `{command}`",
-        "- Evaluation data (never trained on): the 6 real VoiceBank+DEMAND pairs in "
-        "`../shared/data/audio/VoiceBank_DEMAND_debug` (speaker p287, real DEMAND noise)",
+        "- Evaluation data (never trained on): "
+        + (
+            "the 6 real VoiceBank+DEMAND pairs in `../shared/data/audio/VoiceBank_DEMAND_debug` "
+            "(speaker p287, real DEMAND noise)"
+            if cfg["task"]["name"] == "audio_denoise"
+            else "the 6 clean VoiceBank utterances in `../shared/data/audio/VoiceBank_DEMAND_debug/clean`, "
+            "band-limited by resampling down and back up (Kaiser-windowed sinc)"
+        ),
         "",
         "## Scores",
         "",

@@ -116,7 +116,7 @@ BUNDLED: tuple[BundledModel, ...] = (
     BundledModel("sr-x2", "sr", 2, "sr_x2.safetensors", "x2 super-resolution of photographs"),
     BundledModel("deblur", "deblur", 1, "deblur.safetensors", "motion and defocus deblurring"),
     # No trained inpainting model ships yet (a short CPU run of lama_small scored 13.07 dB in the holes
-    # against OpenCV Telea's 18.28); the classical push-pull filler (18.16 dB) is the offline default.
+    # against OpenCV Telea's 18.28); the classical push-pull filler (18.92 dB) is the offline default.
     BundledModel(
         "inpaint",
         "inpaint",
@@ -124,6 +124,13 @@ BUNDLED: tuple[BundledModel, ...] = (
         None,
         "classical push-pull inpainting, no weights",
         architecture="pushpull_inpaint",
+    ),
+    BundledModel(
+        "speech-bandwidth",
+        "audio_bandwidth",
+        1,
+        "speech_bandwidth.safetensors",
+        "speech bandwidth extension to 16 kHz (AERO-style, from 4-12 kHz sampling)",
     ),
     # Classical speech enhancers (no weights): the denoising default until a trained model beats them
     # on real noise (DESIGN: the bundled denoiser must beat the DSP baselines, or the default is the

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -125,7 +126,10 @@ def test_chunked_processing_equals_one_pass_for_the_identity():
         (lambda m: restore.enhance(np.full(10, np.nan, np.float32), 16000, model=m), "NaN or infinite"),
         (lambda m: restore.enhance(torch.zeros(10, dtype=torch.int16), 16000, model=m), "must be float"),
         (lambda m: restore.enhance([0.0, 1.0], 16000, model=m), "must be a file path, a numpy array"),
-        (lambda m: restore.enhance(np.zeros(10, np.float32), 16000, task="denoize", model=m), "Did you mean 'denoise'"),
+        (
+            lambda m: restore.enhance(np.zeros(10, np.float32), 16000, task="denoize", model=m),
+            "Did you mean 'denoise'",
+        ),
     ],
 )
 def test_bad_input_gets_a_clear_error(call, pattern):
@@ -170,3 +174,21 @@ def test_the_default_denoiser_improves_si_sdr_and_chunking_does_not_change_it():
     # the context covers the model's memory: chunked output is the same signal within -40 dB
     error = (chunked - whole).square().mean() / whole.square().mean()
     assert 10 * math.log10(float(error) + 1e-20) < -40
+
+
+VOICEBANK = Path(__file__).resolve().parents[2] / "shared" / "data" / "audio" / "VoiceBank_DEMAND_debug"
+
+
+@pytest.mark.skipif(not VOICEBANK.is_dir(), reason="needs ../shared/data/audio/VoiceBank_DEMAND_debug")
+def test_the_bundled_bandwidth_model_restores_the_missing_band_of_real_speech():
+    from restore import metrics
+    from restore.io.audio import read_audio, resample
+
+    clean, rate = read_audio(VOICEBANK / "clean" / "p287_002.wav")
+    narrow = resample(clean, rate, 8000)  # telephone-band speech
+    wide = restore.enhance(narrow, 8000, task="bandwidth")  # 16 kHz out
+    baseline = resample(narrow, 8000, 16000)
+    n = min(wide.shape[-1], clean.shape[-1])
+    lsd_in = float(metrics.lsd(baseline[..., :n], clean[..., :n], 16000)[0])
+    lsd_out = float(metrics.lsd(wide[..., :n], clean[..., :n], 16000)[0])
+    assert lsd_out < 0.5 * lsd_in, (lsd_in, lsd_out)

@@ -1,4 +1,4 @@
-"""``restore enhance`` on files and folders (broken files, resume, atomic writes) and ``restore eval-audio``."""
+"""`restore enhance` on files and folders (broken files, resume, atomic writes); `restore eval-audio`."""
 
 from __future__ import annotations
 
