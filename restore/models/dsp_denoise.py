@@ -295,7 +295,8 @@ class SpectralEnhancer(nn.Module):
         return f"sample_rate={self.sample_rate}"
 
 
-_SPEC = dict(
+# The spec of a 16 kHz speech model with this module's fading memory (spectral_mask shares it).
+SPEECH_SPEC = dict(
     task="audio",
     scale=1,
     in_channels=1,
@@ -312,7 +313,7 @@ _SPEC = dict(
     "spectral_subtraction",
     config={"sample_rate": 16000, "n_fft": 512, "hop": 128, "alpha0": 4.0, "floor": 0.01},
     summary="weight-free Berouti power spectral subtraction with a Gerkmann-Hendriks noise tracker",
-    **_SPEC,
+    **SPEECH_SPEC,
 )
 class SpectralSubtraction(SpectralEnhancer):
     """Berouti power spectral subtraction (over-subtraction by frame SNR, noise floor), weight-free.
@@ -366,7 +367,7 @@ _DD_CONFIG = {"sample_rate": 16000, "n_fft": 512, "hop": 128, "dd_alpha": 0.98, 
     "wiener",
     config=dict(_DD_CONFIG),
     summary="weight-free Wiener filter, decision-directed a priori SNR, Gerkmann-Hendriks noise tracker",
-    **_SPEC,
+    **SPEECH_SPEC,
 )
 class Wiener(_DecisionDirected):
     """Wiener filter with the decision-directed a priori SNR (Scalart 1996), weight-free.
@@ -383,7 +384,7 @@ class Wiener(_DecisionDirected):
     "logmmse",
     config=dict(_DD_CONFIG),
     summary="weight-free Ephraim-Malah log-MMSE spectral amplitude estimator with a noise tracker",
-    **_SPEC,
+    **SPEECH_SPEC,
 )
 class LogMMSE(_DecisionDirected):
     """Ephraim-Malah (1985) log-spectral amplitude MMSE estimator, decision-directed, weight-free.

@@ -26,6 +26,19 @@ def check_audio(x: torch.Tensor, name: str) -> None:
         raise ValueError(f"{name} expects mono audio (N, 1, T), got shape {tuple(x.shape)}")
 
 
+def run_discriminators(
+    discriminators: nn.ModuleList, x: torch.Tensor, return_features: bool
+) -> list[torch.Tensor] | tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
+    """Each sub-discriminator on ``x``: its logits list, and with ``return_features`` its features
+    per sub-discriminator (the list-of-lists the adversarial losses take)."""
+    logits, features = [], []
+    for disc in discriminators:
+        logit, feats = disc(x)
+        logits.append(logit)
+        features.append(feats)
+    return (logits, features) if return_features else logits
+
+
 def fold_periods(x: torch.Tensor, period: int) -> torch.Tensor:
     """``(N, C, T)`` -> ``(N, C, ceil(T / period), period)``: column ``j`` holds samples ``j, j + p, ...``.
 
@@ -154,11 +167,4 @@ class MultiPeriodDiscriminator(nn.Module):
         self, x: torch.Tensor, return_features: bool = False
     ) -> list[torch.Tensor] | tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
         check_audio(x, type(self).__name__)
-        logits, features = [], []
-        for disc in self.discriminators:
-            logit, feats = disc(x)
-            logits.append(logit)
-            features.append(feats)
-        if return_features:
-            return logits, features
-        return logits
+        return run_discriminators(self.discriminators, x, return_features)

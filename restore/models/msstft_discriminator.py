@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
-from .mpd import check_audio
+from .mpd import check_audio, run_discriminators
 from .registry import register_model
 from .stft import stft
 
@@ -197,11 +197,4 @@ class MultiScaleSTFTDiscriminator(nn.Module):
         self, x: torch.Tensor, return_features: bool = False
     ) -> list[torch.Tensor] | tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
         check_audio(x, type(self).__name__)
-        logits, features = [], []
-        for disc in self.discriminators:
-            logit, feats = disc(x)
-            logits.append(logit)
-            features.append(feats)
-        if return_features:
-            return logits, features
-        return logits
+        return run_discriminators(self.discriminators, x, return_features)

@@ -32,7 +32,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from .dsp_denoise import MEMORY_S, LogMMSE, NoisePSDEstimator, SpectralEnhancer, Wiener
+from .dsp_denoise import MEMORY_S, SPEECH_SPEC, LogMMSE, NoisePSDEstimator, SpectralEnhancer, Wiener
 from .registry import register_model
 from .stft import STFT
 
@@ -63,17 +63,6 @@ def complex_mask(
         return torch.polar(magnitude, phase)
 
 
-_SPEC = dict(
-    task="audio",
-    scale=1,
-    in_channels=1,
-    out_channels=1,
-    supports_fp16=True,
-    supports_bf16=True,
-    size_multiple=1,
-    receptive_field=round(MEMORY_S * 16000) + 512,
-    inputs=("audio",),
-)
 _BASE = {"sample_rate": 16000, "n_fft": 512, "hop": 128, "channels": [16, 32, 32, 32], "hidden": 128}
 
 
@@ -81,13 +70,13 @@ _BASE = {"sample_rate": 16000, "n_fft": 512, "hop": 128, "channels": [16, 32, 32
     "spectral_mask",
     config={**_BASE, "causal": True, "noise_estimate": True, "prior": "wiener"},
     summary="causal complex-mask CRN refining a Wiener filter, with noise-tracker features (CPU denoiser)",
-    **_SPEC,
+    **SPEECH_SPEC,
 )
 @register_model(
     "spectral_mask_plain",
     config={**_BASE, "causal": True, "noise_estimate": False, "prior": None},
     summary="causal complex-mask CRN on the noisy log spectrum only (no prior, no noise estimate)",
-    **_SPEC,
+    **SPEECH_SPEC,
 )
 class SpectralMaskNet(nn.Module):
     """Causal complex-ratio-mask CRN (conv U-Net over frequency + GRU over time) refining a DSP prior.
