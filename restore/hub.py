@@ -144,6 +144,14 @@ BUNDLED: tuple[BundledModel, ...] = (
         architecture="logmmse",
     ),
     BundledModel(
+        "speech-denoise",
+        "audio_denoise",
+        1,
+        "speech_denoise.safetensors",
+        "speech denoising network: a complex mask refining a Wiener filter (best SI-SDR, not the default: "
+        "log-MMSE has the higher PESQ on real noise)",
+    ),
+    BundledModel(
         "speech-wiener",
         "audio_denoise",
         1,
