@@ -139,6 +139,7 @@ def inpaint_scores(model, data: Path, side: int = 256) -> dict:
 
 
 AUDIO_BASELINES = ("logmmse", "wiener", "spectral_subtraction")
+DENOISE_SCORES = ("si_sdr", "stoi", "pesq_wb", "pesq_nb")  # the column order of the cards
 
 
 def _enhanced(model, audio: torch.Tensor, rate: int, bandwidth: bool = False) -> torch.Tensor:
@@ -147,26 +148,6 @@ def _enhanced(model, audio: torch.Tensor, rate: int, bandwidth: bool = False) ->
     predictor = AudioPredictor(model, device="cpu", resample_output=not bandwidth)
     out, _ = predictor(audio, rate)
     return out
-
-
-def _audio_means(rows: list[dict]) -> dict:
-    keys = rows[0].keys()
-    means = {}
-    for key in keys:
-        values = [r[key] for r in rows if math.isfinite(r[key])]
-        means[key] = sum(values) / len(values) if values else float("nan")
-    return means
-
-
-def _speech_metrics(pred: torch.Tensor, clean: torch.Tensor, rate: int) -> dict:
-    pred, clean = pred[None], clean[None]
-    row = {"si_sdr": float(metrics.si_sdr(pred, clean)[0]), "stoi": float(metrics.stoi(pred, clean, rate)[0])}
-    for mode in ("wb", "nb"):
-        try:
-            row[f"pesq_{mode}"] = float(metrics.pesq(pred, clean, rate, mode=mode)[0])
-        except ValueError:
-            row[f"pesq_{mode}"] = float("nan")
-    return row
 
 
 def denoise_scores(model, data: Path) -> dict:
@@ -181,8 +162,8 @@ def denoise_scores(model, data: Path) -> dict:
         noisy, clean = item["input"], item["target"]
         for name, net in contenders.items():
             pred = noisy if net is None else _enhanced(net, noisy, 16000)
-            rows[name].append(_speech_metrics(pred, clean, 16000))
-    return {"VoiceBank_DEMAND_debug": {name: _audio_means(r) for name, r in rows.items()}}
+            rows[name].append(metrics.speech_scores(pred[None], clean[None], 16000, DENOISE_SCORES)[0])
+    return {"VoiceBank_DEMAND_debug": {name: metrics.mean_scores(r) for name, r in rows.items()}}
 
 
 def bandwidth_scores(model, data: Path) -> dict:
@@ -202,14 +183,9 @@ def bandwidth_scores(model, data: Path) -> dict:
                 ("model", _enhanced(model, narrow, 16000, True)),
             ):
                 pred = pred[..., : clean.shape[-1]]
-                rows[name].append(
-                    {
-                        "lsd": float(metrics.lsd(pred[None], clean[None], 16000)[0]),
-                        "si_sdr": float(metrics.si_sdr(pred[None], clean[None])[0]),
-                    }
-                )
+                rows[name].append(metrics.speech_scores(pred[None], clean[None], 16000, ("lsd", "si_sdr"))[0])
         scores[f"VoiceBank clean, from {low // 1000} kHz sampling"] = {
-            k: _audio_means(v) for k, v in rows.items()
+            k: metrics.mean_scores(v) for k, v in rows.items()
         }
     return scores
 

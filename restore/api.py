@@ -81,19 +81,28 @@ def get_predictor(
     from restore.infer import Predictor
     from restore.infer.predictor import resolve_device
 
-    sampling = (steps, seed, scheduler)
+    def make():
+        net = hub.load_model(model, task=task, scale=scale, device="cpu")
+        net = _sampling_model(net, model, task, task_scale=scale, steps=steps, seed=seed, scheduler=scheduler)
+        return Predictor(net, device=resolve_device(device), precision=precision, tile=tile)
+
+    options = (task, scale, tile, str(device), precision, (steps, seed, scheduler))
+    return _cached(model, task, scale, options, make)
+
+
+def _cached(model: Any, task: str, scale: int | None, options: tuple, make):
+    """The predictor for ``model`` and ``options`` from the cache, else ``make()`` (the least recently
+    used of :data:`_CACHE_SIZE` entries is dropped). Modules are keyed by identity, files by
+    :func:`_model_key`."""
     if isinstance(model, torch.nn.Module):
-        key: tuple = ("module", id(model), task, scale, tile, str(device), precision, sampling)
+        key: tuple = ("module", id(model), *options)
     else:
-        key = (_model_key(model, task, scale), task, scale, tile, str(device), precision, sampling)
+        key = (_model_key(model, task, scale), *options)
     predictor = _predictors.get(key)
     if predictor is not None:
         _predictors.move_to_end(key)
         return predictor
-    net = hub.load_model(model, task=task, scale=scale, device="cpu")
-    net = _sampling_model(net, model, task, task_scale=scale, steps=steps, seed=seed, scheduler=scheduler)
-    predictor = Predictor(net, device=resolve_device(device), precision=precision, tile=tile)
-    _predictors[key] = predictor
+    predictor = _predictors[key] = make()
     while len(_predictors) > _CACHE_SIZE:
         _predictors.popitem(last=False)
     return predictor
@@ -369,26 +378,17 @@ def get_audio_predictor(
     from restore.infer.predictor import resolve_device
 
     hub_task = _audio_task(task)
-    if isinstance(model, torch.nn.Module):
-        key: tuple = ("module", id(model), hub_task, str(device), precision, chunk_seconds)
-    else:
-        key = (_model_key(model, hub_task, None), hub_task, str(device), precision, chunk_seconds)
-    predictor = _predictors.get(key)
-    if predictor is not None:
-        _predictors.move_to_end(key)
-        return predictor
-    net = hub.load_model(model, task=hub_task, device="cpu")
-    predictor = AudioPredictor(
-        net,
-        device=resolve_device(device),
-        precision=precision,
-        chunk_seconds=chunk_seconds,
-        resample_output=hub_task != "audio_bandwidth",
-    )
-    _predictors[key] = predictor
-    while len(_predictors) > _CACHE_SIZE:
-        _predictors.popitem(last=False)
-    return predictor
+
+    def make():
+        return AudioPredictor(
+            hub.load_model(model, task=hub_task, device="cpu"),
+            device=resolve_device(device),
+            precision=precision,
+            chunk_seconds=chunk_seconds,
+            resample_output=hub_task != "audio_bandwidth",
+        )
+
+    return _cached(model, hub_task, None, (hub_task, str(device), precision, chunk_seconds), make)
 
 
 def _audio_task(task: str) -> str:

@@ -32,6 +32,7 @@ packages, imported when called.
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from collections.abc import Callable, Mapping
@@ -47,6 +48,9 @@ __all__ = [
     "lpips_available",
     "lpips_metric",
     "lsd",
+    "finite_mean",
+    "mean_scores",
+    "speech_scores",
     "pesq",
     "psnr",
     "rgb_to_y",
@@ -555,6 +559,61 @@ def lsd(
             log_power.append(torch.log10(spec.abs().square() + LSD_EPS))  # (N, F, frames)
         value = (log_power[0] - log_power[1]).square().mean(dim=1).sqrt().mean(dim=-1)
     return _reduce(value, reduction)
+
+
+SPEECH_SCORES = ("pesq_wb", "pesq_nb", "stoi", "si_sdr", "lsd")
+
+
+def speech_scores(
+    pred: object, target: object, sample_rate: int, names: tuple[str, ...] = SPEECH_SCORES
+) -> tuple[dict[str, float], list[str]]:
+    """The speech metrics ``names`` (of :data:`SPEECH_SCORES`) of one pair, and notes on what was skipped.
+
+    A metric whose optional package (pesq, pystoi) is missing is left out; a PESQ or STOI that
+    cannot score the clip (no speech, too short) is NaN with a note, so callers can average the
+    rest (:func:`mean_scores`). The same function serves ``restore eval-audio``, validation and
+    ``benchmarks/bundle.py``.
+    """
+    import importlib.util
+
+    unknown = set(names) - set(SPEECH_SCORES)
+    if unknown:
+        raise ValueError(f"unknown speech scores {sorted(unknown)}; known: {SPEECH_SCORES}")
+    scores: dict[str, float] = {}
+    notes: list[str] = []
+    for name in names:
+        if name.startswith("pesq") and importlib.util.find_spec("pesq") is None:
+            continue
+        if name == "stoi" and importlib.util.find_spec("pystoi") is None:
+            continue
+        try:
+            if name.startswith("pesq"):
+                value = pesq(pred, target, sample_rate, mode=name[5:])
+            elif name == "stoi":
+                value = stoi(pred, target, sample_rate)
+            elif name == "si_sdr":
+                value = si_sdr(pred, target)
+            else:
+                value = lsd(pred, target, sample_rate)
+            scores[name] = float(value[0])
+        except ValueError as error:
+            if name in ("si_sdr", "lsd"):  # bad shapes: not a property of the clip
+                raise
+            scores[name] = math.nan
+            notes.append(f"{name}: {error}")
+    return scores, notes
+
+
+def finite_mean(values: list[float]) -> float:
+    """The mean of the finite values (NaN when there are none)."""
+    finite = [v for v in values if math.isfinite(v)]
+    return sum(finite) / len(finite) if finite else math.nan
+
+
+def mean_scores(rows: list[dict[str, float]]) -> dict[str, float]:
+    """Per-metric :func:`finite_mean` over rows of scores (a metric missing from a row is skipped)."""
+    names = list(dict.fromkeys(name for row in rows for name in row))
+    return {name: finite_mean([row[name] for row in rows if name in row]) for name in names}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -18,7 +18,6 @@ from typing import Any
 __all__ = ["add_audio_commands", "evaluate_folders", "run_enhance", "run_eval_audio"]
 
 AUDIO_FORMATS = ("same", "wav", "flac", "ogg")
-METRIC_COLUMNS = ("pesq_wb", "pesq_nb", "stoi", "si_sdr", "lsd")
 
 
 def add_audio_commands(sub: argparse._SubParsersAction) -> None:
@@ -133,8 +132,6 @@ def run_enhance(args: argparse.Namespace) -> int:
 
 def _score_pair(clean_path: Path, processed_path: Path) -> tuple[dict[str, float], list[str]]:
     """Metrics of one pair (mono mixdowns at the clean file's rate) and notes on what was skipped."""
-    import importlib.util
-
     from restore import metrics
     from restore.io.audio import read_audio
 
@@ -151,19 +148,8 @@ def _score_pair(clean_path: Path, processed_path: Path) -> tuple[dict[str, float
         notes.append(f"lengths differ by {difference} samples; scored on the common part")
         length = min(processed.shape[-1], clean.shape[-1])
         clean, processed = clean[..., :length], processed[..., :length]
-    scores: dict[str, float] = {}
-    if importlib.util.find_spec("pesq") is not None:
-        for mode in ("wb", "nb"):
-            try:
-                scores[f"pesq_{mode}"] = float(metrics.pesq(processed, clean, rate, mode=mode)[0])
-            except ValueError as error:
-                scores[f"pesq_{mode}"] = math.nan
-                notes.append(f"pesq_{mode}: {error}")
-    if importlib.util.find_spec("pystoi") is not None:
-        scores["stoi"] = float(metrics.stoi(processed, clean, rate)[0])
-    scores["si_sdr"] = float(metrics.si_sdr(processed, clean)[0])
-    scores["lsd"] = float(metrics.lsd(processed, clean, rate)[0])
-    return scores, notes
+    scores, metric_notes = metrics.speech_scores(processed, clean, rate)
+    return scores, notes + metric_notes
 
 
 def evaluate_folders(
@@ -175,6 +161,7 @@ def evaluate_folders(
     problem}, "notes": {relative: [..]}}``. Means skip NaN (PESQ finds no speech in a clip).
     """
     from restore.io.audio import AudioReadError, list_audio
+    from restore.metrics import mean_scores
 
     clean_root, processed_root = Path(clean_dir), Path(processed_dir)
     for root in (clean_root, processed_root):
@@ -201,10 +188,7 @@ def evaluate_folders(
         result["files"][relative] = scores
         if notes:
             result["notes"][relative] = notes
-    columns = [c for c in METRIC_COLUMNS if any(c in s for s in result["files"].values())]
-    for column in columns:
-        values = [s[column] for s in result["files"].values() if math.isfinite(s.get(column, math.nan))]
-        result["mean"][column] = sum(values) / len(values) if values else math.nan
+    result["mean"] = mean_scores(list(result["files"].values()))
     return result
 
 

@@ -19,15 +19,13 @@ the CPU, bf16/fp16 autocast on CUDA when the model declares support.
 
 from __future__ import annotations
 
-from contextlib import nullcontext
-
 import torch
 from torch import nn
 
 from restore.models.registry import spec_of
 
 from .chunking import process_chunked
-from .predictor import resolve_device, resolve_precision
+from .predictor import compute_autocast, resolve_device, resolve_precision
 
 __all__ = ["AudioPredictor", "model_sample_rate"]
 
@@ -84,14 +82,9 @@ class AudioPredictor:
             f"rate={self.sample_rate}, chunk={self.chunk}, context={self.context})"
         )
 
-    def _autocast(self):
-        if self.dtype == torch.float32:
-            return nullcontext()
-        return torch.autocast(self.device.type, dtype=self.dtype)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The model on ``(N, 1, t)`` level-normalised audio at the model's rate (one chunk)."""
-        with self._autocast():
+        with compute_autocast(self.device, self.dtype):
             return self.model(x.to(self.device)).float()
 
     @torch.inference_mode()

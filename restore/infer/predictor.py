@@ -127,6 +127,13 @@ def resolve_precision(
     return dtype
 
 
+def compute_autocast(device: torch.device, dtype: torch.dtype):
+    """Autocast to ``dtype`` on ``device``, or nothing for float32 (weights stay float32 either way)."""
+    if dtype == torch.float32:
+        return nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
 def available_ram() -> int:
     """Bytes of RAM available to new allocations: ``MemAvailable`` of /proc/meminfo, else sysconf."""
     try:
@@ -200,9 +207,7 @@ class Predictor:
         )
 
     def _autocast(self):
-        if self.dtype == torch.float32:
-            return nullcontext()
-        return torch.autocast(self.device.type, dtype=self.dtype)
+        return compute_autocast(self.device, self.dtype)
 
     def forward_tiles(self, *tiles: torch.Tensor) -> torch.Tensor:
         """One model forward on a batch of tiles: to the device and layout, autocast, float32 out on

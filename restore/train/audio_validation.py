@@ -7,8 +7,6 @@ the model sees what it was trained on; the metrics are scale-invariant or level-
 
 from __future__ import annotations
 
-import importlib.util
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,15 +92,8 @@ def evaluate_audio(
     """
     from restore import metrics
 
-    scores: dict[str, list[float]] = {"si_sdr": [], "si_sdr_gain": []}
-    with_pesq = task.name == "audio_denoise" and importlib.util.find_spec("pesq") is not None
-    with_stoi = task.name == "audio_denoise" and importlib.util.find_spec("pystoi") is not None
-    if with_pesq:
-        scores["pesq_wb"] = []
-    if with_stoi:
-        scores["stoi"] = []
-    if task.name == "audio_bandwidth":
-        scores["lsd"] = []
+    names = ("si_sdr", "pesq_wb", "stoi") if task.name == "audio_denoise" else ("si_sdr", "lsd")
+    rows: list[dict[str, float]] = []
     predictions = []
     was_training = model.training
     model.eval()
@@ -117,31 +108,12 @@ def evaluate_audio(
             pred = pred.float().cpu()
             predictions.append(pred)
             target = pair.target.float()
-            sdr = float(metrics.si_sdr(pred, target)[0])
-            scores["si_sdr"].append(sdr)
-            scores["si_sdr_gain"].append(sdr - float(metrics.si_sdr(pair.input, target)[0]))
-            rate = task.sample_rate
-            if with_pesq:
-                scores["pesq_wb"].append(_or_nan(metrics.pesq, pred, target, rate))
-            if with_stoi:
-                scores["stoi"].append(_or_nan(metrics.stoi, pred, target, rate))
-            if task.name == "audio_bandwidth":
-                scores["lsd"].append(float(metrics.lsd(pred, target, rate)[0]))
+            row, _ = metrics.speech_scores(pred, target, task.sample_rate, names)
+            row["si_sdr_gain"] = row["si_sdr"] - float(metrics.si_sdr(pair.input, target)[0])
+            rows.append(row)
     finally:
         model.train(was_training)
-    return {name: _finite_mean(values) for name, values in scores.items()}, predictions
-
-
-def _or_nan(metric, pred: Tensor, target: Tensor, rate: int) -> float:
-    try:
-        return float(metric(pred, target, rate)[0])
-    except ValueError:  # PESQ finds no speech in the clip: the clip is left out of the mean
-        return float("nan")
-
-
-def _finite_mean(values: list[float]) -> float:
-    finite = [v for v in values if math.isfinite(v)]
-    return sum(finite) / len(finite) if finite else float("nan")
+    return metrics.mean_scores(rows), predictions
 
 
 def write_audio_samples(

@@ -9,7 +9,6 @@ inpainting and unconditional ones as ``inpaint``) and score the sampler's output
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -123,13 +122,8 @@ def evaluate(
                 scores["lpips"].append(float(lpips_fn(pred, target)[0]))
     finally:
         model.train(was_training)
-    means = {name: _finite_mean(values) for name, values in scores.items()}
+    means = {name: metrics.finite_mean(values) for name, values in scores.items()}
     return means, predictions
-
-
-def _finite_mean(values: list[float]) -> float:
-    finite = [v for v in values if math.isfinite(v)]
-    return sum(finite) / len(finite) if finite else float("nan")
 
 
 def sample_grid(
