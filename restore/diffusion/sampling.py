@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from restore.models.sr3 import SR3UNet, inpaint_condition, sr_condition
+from restore.models.sr3 import SR3UNet
 
 from .objective import DiffusionObjective
 
@@ -152,7 +152,10 @@ def _denoise_loop(
     _check_steps(steps)
     if eta != 0 and scheduler != "ddim":
         raise ValueError(f"eta applies to the 'ddim' scheduler only, got eta={eta} with {scheduler!r}")
-    sampler = make_scheduler(scheduler, objective if objective is not None else model)
+    # A residual model's x0 is a scaled difference to its base, not an image: no clipping to [-1, 1].
+    residual = getattr(_unwrap(model), "residual", False)
+    unclipped = {"clip_sample": False, "thresholding": False} if residual else {}
+    sampler = make_scheduler(scheduler, objective if objective is not None else model, **unclipped)
     with warnings.catch_warnings():  # DPM-Solver's set_timesteps trips a numpy 2 copy= DeprecationWarning
         warnings.simplefilter("ignore", DeprecationWarning)
         sampler.set_timesteps(steps, device=device)
@@ -186,7 +189,8 @@ def sample_sr(
     """SR3 super-resolution: ``lr (N, 3, h, w)`` in [0, 1] -> ``(N, 3, h*s, w*s)`` in [0, 1].
 
     ``model`` is an :class:`SR3UNet` with ``cond_channels=3`` and ``scale = s``; the condition is the
-    bicubic upsample of ``lr`` (:func:`restore.models.sr3.sr_condition`). ``scheduler``: ``"ddim"``,
+    bicubic upsample of ``lr`` (:func:`restore.models.sr3.sr_condition`); a residual model's sample
+    is added to that upsample (:meth:`SR3UNet.decode`). ``scheduler``: ``"ddim"``,
     ``"dpm"`` or ``"ddpm"`` (:func:`make_scheduler`); ``eta`` is DDIM's noise (0 = deterministic).
     ``noise`` replaces the starting noise ``(N, 3, h*s, w*s)``.
     """
@@ -194,12 +198,12 @@ def sample_sr(
     if not isinstance(inner, SR3UNet) or inner.cond_channels != 3:
         raise ValueError("sample_sr needs an SR3UNet with cond_channels=3 (an SR model, e.g. 'sr3_x4')")
     _check_image("lr", lr, 3)
-    condition = sr_condition(lr, inner.scale)
+    condition = inner.condition(lr)
     x0 = _denoise_loop(
         model, condition, tuple(condition.shape), lr.device, steps, scheduler, generator, eta, noise,
         autocast_dtype, objective,
     )
-    return ((x0 + 1) / 2).clamp(0, 1)
+    return ((inner.decode(x0, inner.base(condition)) + 1) / 2).clamp(0, 1)
 
 
 @torch.inference_mode()
@@ -219,7 +223,8 @@ def sample_inpaint_conditional(
     """Mask-conditional inpainting: ``image (N, 3, H, W)`` in [0, 1], ``mask (N, 1, H, W)`` (1 = hole).
 
     ``model`` is an :class:`SR3UNet` with ``cond_channels=4`` (condition = masked image and mask,
-    :func:`restore.models.sr3.inpaint_condition`). Known pixels are pasted back: they equal the
+    :func:`restore.models.sr3.inpaint_condition`; a residual model is conditioned on, and adds its
+    sample to, the push-pull fill). Known pixels are pasted back: they equal the
     input exactly. Returns ``(N, 3, H, W)`` in [0, 1].
     """
     inner = _unwrap(model)
@@ -228,11 +233,12 @@ def sample_inpaint_conditional(
             "sample_inpaint_conditional needs an SR3UNet with cond_channels=4 (e.g. 'diffusion_inpaint_tiny')"
         )
     _check_mask(image, mask)
-    condition = inpaint_condition(image, mask)
+    condition = inner.condition(image, mask)
     x0 = _denoise_loop(
         model, condition, tuple(image.shape), image.device, steps, scheduler, generator, eta, noise,
         autocast_dtype, objective,
     )
+    x0 = inner.decode(x0, inner.base(condition))
     mask = mask.to(image.dtype)
     return mask * ((x0 + 1) / 2).clamp(0, 1).to(image.dtype) + (1 - mask) * image
 

@@ -20,7 +20,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .pushpull import push_pull_fill
 from .registry import register_model
+
+PRIORS = (None, "pushpull")
 
 FeaturePair = tuple[torch.Tensor, torch.Tensor | None]
 
@@ -261,6 +264,16 @@ class FFCResNetGenerator(nn.Module):
 
 
 @register_model(
+    "lama_pushpull_small",
+    task="inpaint",
+    config={"ngf": 32, "n_downsampling": 3, "n_blocks": 4, "prior": "pushpull"},
+    size_multiple=8,
+    receptive_field=128,
+    supports_fp16=False,
+    inputs=("image", "mask"),
+    summary="lama_small refining the push-pull fill (zero-initialised residual head: untrained = push-pull)",
+)
+@register_model(
     "lama",
     task="inpaint",
     config={"ngf": 64, "n_downsampling": 3, "n_blocks": 18},
@@ -294,6 +307,12 @@ class LaMa(nn.Module):
     overlap is exact; 128 px is half of the 256-px crops big-lama was trained on, so a tiled pixel
     keeps at least the context it had in training. Inpaint whole images when they fit. fp16 is not
     declared: published big-lama overflows float16 on some images (reported black outputs); bf16 is.
+
+    ``prior="pushpull"`` makes the network a refiner of a classical fill: the generator sees
+    ``cat([fill, mask])`` where ``fill`` is :func:`restore.models.pushpull.push_pull_fill` of the
+    image, and adds its output to ``fill`` instead of producing the image through a sigmoid. The
+    last convolution starts at zero, so the untrained network IS the push-pull filler and training
+    only has to learn what the classical fill misses (texture, edges carried into the hole).
     """
 
     def __init__(
@@ -305,8 +324,12 @@ class LaMa(nn.Module):
         n_blocks: int = 18,
         max_features: int = 1024,
         ratio: float = 0.75,
+        prior: str | None = None,
     ) -> None:
         super().__init__()
+        if prior not in PRIORS:
+            raise ValueError(f"prior must be one of {PRIORS}, got {prior!r}")
+        self.prior = prior
         self.scale = 1
         self.in_channels = in_channels
         self.out_channels = out_channels
@@ -314,6 +337,10 @@ class LaMa(nn.Module):
             in_channels + 1, out_channels, ngf, n_downsampling, n_blocks, max_features, ratio
         )
         self.size_multiple = 2**n_downsampling
+        if prior is not None:  # residual head: no sigmoid, last convolution zero (untrained = the prior)
+            self.model.model[-1] = nn.Identity()
+            nn.init.zeros_(self.model.model[-2].weight)
+            nn.init.zeros_(self.model.model[-2].bias)
 
     def _check(self, image: torch.Tensor, mask: torch.Tensor) -> None:
         if image.ndim != 4 or image.shape[1] != self.in_channels:
@@ -331,7 +358,13 @@ class LaMa(nn.Module):
     def forward(self, image: torch.Tensor, mask: torch.Tensor, composite: bool = True) -> torch.Tensor:
         self._check(image, mask)
         mask = mask.to(image.dtype)
-        generated = self.model(torch.cat([image * (1 - mask), mask], dim=1))
+        if self.prior is None:
+            generated = self.model(torch.cat([image * (1 - mask), mask], dim=1))
+        else:
+            with torch.autocast(device_type=image.device.type, enabled=False):
+                fill = push_pull_fill(image.float(), mask.float())
+            generated = fill + self.model(torch.cat([fill, mask.float()], dim=1).to(image.dtype)).float()
+            generated = generated.to(image.dtype)
         if not composite:
             return generated
         return mask * generated + (1 - mask) * image

@@ -7,6 +7,14 @@ for an unconditional DDPM used by RePaint (``cond_channels=0``). It always runs 
 resolution. Training and sampling live in :mod:`restore.diffusion`; the state dict is the diffusers
 UNet's own keys under ``unet.``, so a diffusers ``UNet2DModel`` can be wrapped with
 :meth:`SR3UNet.from_diffusers` and its weights moved either way.
+
+Residual diffusion (``residual=True``, as SRDiff, Li et al. 2022): the process diffuses
+``residual_scale * (image - base)`` instead of the image, where ``base`` is a cheap estimate of the
+answer: the bicubic upsample for SR, the push-pull fill (:func:`restore.models.pushpull.push_pull_fill`)
+for inpainting, which then also replaces the zeroed masked image in the condition. The network only
+has to add what the base lacks, which a small model trained briefly can learn; ``residual_scale``
+brings the residual's spread near the images' (bicubic x4 residuals have a standard deviation of
+0.09 in [-1, 1] on BSDS500 patches, images 0.39: a scale of 4).
 """
 
 from __future__ import annotations
@@ -49,6 +57,14 @@ def inpaint_condition(image: Tensor, mask: Tensor) -> Tensor:
     with torch.autocast(device_type=image.device.type, enabled=False):
         mask = mask.float()
         return torch.cat([(image.float() * 2 - 1) * (1 - mask), mask], dim=1)
+
+
+def inpaint_residual_base(image: Tensor, mask: Tensor) -> Tensor:
+    """The residual inpainting base: the push-pull fill of ``image`` in [-1, 1], ``(N, 3, H, W)``. Float32."""
+    from .pushpull import push_pull_fill
+
+    with torch.autocast(device_type=image.device.type, enabled=False):
+        return push_pull_fill(image.float(), mask.float()) * 2 - 1
 
 
 def _block_types(levels: int, attention: bool) -> tuple[list[str], list[str]]:
@@ -152,7 +168,9 @@ class SR3UNet(nn.Module):
 
     ``scale`` is the SR factor the model was trained for (informational: the network runs at the
     output resolution); ``num_train_timesteps``, ``beta_schedule`` and ``prediction_type`` define
-    the DDPM noise schedule (:class:`restore.diffusion.DiffusionObjective`). ``unet_config``, when
+    the DDPM noise schedule (:class:`restore.diffusion.DiffusionObjective`). ``residual`` and
+    ``residual_scale`` select residual diffusion (module docstring; :meth:`base`, :meth:`encode`,
+    :meth:`decode` map between images and the diffused variable). ``unet_config``, when
     given, is a full ``UNet2DModel`` config used verbatim instead of the architecture arguments
     (how :meth:`from_diffusers` records an external UNet so it can be rebuilt).
     """
@@ -169,6 +187,8 @@ class SR3UNet(nn.Module):
         num_train_timesteps: int = 1000,
         beta_schedule: str = "linear",
         unet_config: dict[str, Any] | None = None,
+        residual: bool = False,
+        residual_scale: float = 1.0,
     ) -> None:
         super().__init__()
         from diffusers import UNet2DModel
@@ -211,6 +231,16 @@ class SR3UNet(nn.Module):
             cond_channels = self.unet.config.in_channels - 3
             if cond_channels < 0:
                 raise ValueError(f"unet_config needs in_channels >= 3, got {self.unet.config.in_channels}")
+        if not isinstance(residual, bool):
+            raise ValueError(f"residual must be true or false, got {residual!r}")
+        if residual and cond_channels not in (3, 4):
+            raise ValueError(
+                f"residual diffusion needs a conditional model (cond_channels 3 or 4), got {cond_channels}"
+            )
+        if not isinstance(residual_scale, (int, float)) or not residual_scale > 0:
+            raise ValueError(f"residual_scale must be a positive number, got {residual_scale!r}")
+        self.residual = residual
+        self.residual_scale = float(residual_scale)
         levels = len(self.unet.config.block_out_channels)
         unet_multiple = 2 ** (levels - 1)
         self.cond_channels = cond_channels
@@ -274,7 +304,7 @@ class SR3UNet(nn.Module):
 
     def condition(self, image: Tensor, mask: Tensor | None = None) -> Tensor | None:
         """The condition for the task inputs in [0, 1]: SR -> :func:`sr_condition`, inpaint ->
-        :func:`inpaint_condition`, unconditional -> ``None``."""
+        :func:`inpaint_condition` (residual: the push-pull fill and the mask), unconditional -> ``None``."""
         if self.cond_channels == 0:
             return None
         if self.cond_channels == 3:
@@ -282,10 +312,32 @@ class SR3UNet(nn.Module):
         if self.cond_channels == 4:
             if mask is None:
                 raise ValueError("this mask-conditional model needs a mask (N, 1, H, W), 1 = hole")
+            if self.residual:
+                inpaint_condition(image, mask)  # the same shape checks
+                return torch.cat([inpaint_residual_base(image, mask), mask.float()], dim=1)
             return inpaint_condition(image, mask)
         raise ValueError(
             f"no built-in condition for cond_channels={self.cond_channels}; pass condition= yourself"
         )
+
+    def base(self, condition: Tensor | None) -> Tensor | None:
+        """The residual base ``(N, 3, H, W)`` in [-1, 1] (the first 3 channels of the condition), or
+        None for a model that diffuses images."""
+        if not self.residual or condition is None:
+            return None
+        return condition[:, :3].float()
+
+    def encode(self, image: Tensor, base: Tensor | None) -> Tensor:
+        """Image in [-1, 1] -> the diffused variable (``residual_scale * (image - base)``). Float32."""
+        if base is None:
+            return image.float()
+        return (image.float() - base) * self.residual_scale
+
+    def decode(self, x0: Tensor, base: Tensor | None) -> Tensor:
+        """Inverse of :meth:`encode`: the diffused variable -> image in [-1, 1] (not clamped). Float32."""
+        if base is None:
+            return x0.float()
+        return base + x0.float() / self.residual_scale
 
     def denoise(self, x_t: Tensor, timesteps: Tensor | int, condition: Tensor | None = None) -> Tensor:
         """The raw denoiser: ``(N, 3, H, W)`` model output (epsilon, v or x0)."""
@@ -331,12 +383,13 @@ class SR3UNet(nn.Module):
             schedule = alphas_cumprod(self.num_train_timesteps, self.beta_schedule)
             self._smoke_alpha_cumprod = float(schedule[self._smoke_timestep])
         cond = self.condition(image, mask)
+        base = self.base(cond)
         with torch.autocast(device_type=image.device.type, enabled=False):
-            base = cond[:, :3] if cond is not None else image.float() * 2 - 1
+            clean = cond[:, :3] if cond is not None else image.float() * 2 - 1
             alpha = torch.full((image.shape[0],), self._smoke_alpha_cumprod, device=image.device)
-            x_t = math.sqrt(self._smoke_alpha_cumprod) * base
+            x_t = math.sqrt(self._smoke_alpha_cumprod) * self.encode(clean, base)
         t = torch.full((image.shape[0],), self._smoke_timestep, dtype=torch.long, device=image.device)
         out = self.denoise(x_t, t, cond)
         with torch.autocast(device_type=image.device.type, enabled=False):
             x0 = x0_from_output(out.float(), x_t, alpha, self.prediction_type)
-            return (x0 + 1) / 2
+            return (self.decode(x0, base) + 1) / 2

@@ -292,11 +292,14 @@ class DiffusionTask:
         objective = self.objective(inner)
         t = self.timesteps(pair, objective)
         target = pair["target"]
+        condition = inner.condition(pair["input"], pair.get("mask"))
+        base = inner.base(condition) if hasattr(inner, "base") else None
         with torch.autocast(device_type=target.device.type, enabled=False):
             x0 = target.float() * 2 - 1
+            if base is not None:
+                x0 = inner.encode(x0, base)  # residual diffusion: the scaled difference to the base
         noise = pair["noise"]
         x_t = objective.noisy(x0, noise, t)
-        condition = inner.condition(pair["input"], pair.get("mask"))
         output = model(x_t, timesteps=t, condition=condition)
         pair["timesteps"] = t
         pair["model_output"] = output
@@ -307,7 +310,10 @@ class DiffusionTask:
         if self.options["huber_c"] is not None:
             c, schedule = self.options["huber_c"], self.options["huber_schedule"]
             pair["huber_c"] = scheduled_huber_c(t, objective, c, schedule)
-        image = (objective.predicted_x0(output, x_t, t) + 1) / 2
+        predicted = objective.predicted_x0(output, x_t, t)
+        if base is not None:
+            predicted = inner.decode(predicted, base)
+        image = (predicted + 1) / 2
         return image.clamp(0, 1) if self.options["x0_clamp"] else image
 
     def sample(self, model: nn.Module, pair: dict[str, Tensor]) -> Tensor:
