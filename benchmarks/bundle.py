@@ -49,13 +49,16 @@ PUBLISHED = {
     scale: {name: values[scale] for name, values in quality.PUBLISHED.items()} for scale in quality.SCALES
 }
 SR_SETS = ("Set5", "Set14", "BSD100")
+# Diffusion models are scored as restore.upscale / restore.inpaint run them by default (DDIM, 20 steps,
+# seed 0); on Set5 and Set14 only (BSD100 would take about half an hour of CPU sampling).
+DIFFUSION_SR_SETS = ("Set5", "Set14")
 
 
-def sr_scores(model, data: Path, scale: int) -> dict:
+def sr_scores(model, data: Path, scale: int, sets: tuple[str, ...] = SR_SETS) -> dict:
     """Mean PSNR-Y/SSIM-Y of the model and of bicubic on each SR set (HR images, LR by imresize)."""
     predictor = Predictor(model, device="cpu")
     scores = {}
-    for name in SR_SETS:
+    for name in sets:
         rows = {"model": [], "bicubic": []}
         for path in list_images(data / "images" / name / "HR"):
             hr = read_image(path, mode="keep")[None]
@@ -288,7 +291,12 @@ def card(entry, model, facts: dict, scores: dict, gflops: float, command: str) -
         f"arguments {json.dumps(model.config if hasattr(model, 'config') else {})}",
         f"- Task: {spec.task}, scale {spec.scale}",
         f"- Training data: `{data['train']}` (random {data['patch_size']} px patches, flips and "
-        f"rotations), degradation `{cfg['task']['degradation']}`",
+        f"rotations), "
+        + (
+            f"masks `{json.dumps(cfg['task']['mask'])}`"
+            if "inpaint" in cfg["task"]["name"]
+            else f"degradation `{cfg['task']['degradation']}`"
+        ),
         f"- Losses: `{json.dumps(cfg['losses'])}`; optimiser {train['optimizer']} lr {train['lr']}, "
         f"{train['scheduler']} schedule, batch {data['batch_size']}, EMA {train['ema_decay']}",
         *([f"- Stored as {facts['storage']}"] if "storage" in facts else []),
@@ -299,12 +307,18 @@ def card(entry, model, facts: dict, scores: dict, gflops: float, command: str) -
         "## Scores",
         "",
     ]
-    if spec.task == "sr":
+    if spec.task == "diffusion":
+        lines[-4:-4] = [
+            "- Sampling (as `restore.upscale` / `restore.inpaint` by default): DDIM, 20 steps, seed 0; "
+            "the GFLOPs above are one denoiser evaluation, a sample costs 20 of them"
+        ]
+    sets = list(scores) if spec.task in ("sr", "diffusion") and spec.scale > 1 else []
+    if sets:
         lines += ["PSNR-Y / SSIM-Y (crop = scale, 8-bit outputs; `python benchmarks/bundle.py`):", ""]
-        lines += ["| | " + " | ".join(SR_SETS) + " |", "|---|" + "---|" * len(SR_SETS)]
+        lines += ["| | " + " | ".join(sets) + " |", "|---|" + "---|" * len(sets)]
         for key in ("bicubic", "model"):
             label = "bicubic (MATLAB)" if key == "bicubic" else f"**{entry.name}**"
-            cells = [f"{scores[s][key]['psnr_y']:.2f} / {scores[s][key]['ssim_y']:.4f}" for s in SR_SETS]
+            cells = [f"{scores[s][key]['psnr_y']:.2f} / {scores[s][key]['ssim_y']:.4f}" for s in sets]
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
         lines += ["", "Published PSNR-Y for comparison:", "", "| | " + " | ".join(SR_SETS) + " |"]
         lines.append("|---|" + "---|" * len(SR_SETS))
@@ -332,12 +346,18 @@ def main() -> None:
         raise SystemExit(f"unknown bundled name {args.name!r}; known: {', '.join(hub.bundled_names())}")
     model = models.load(args.run / "model.safetensors").eval()
     facts = training_facts(args.run)
-    if model.spec.task == "sr":
-        scores = sr_scores(model, args.data, model.spec.scale)
-    elif model.spec.task == "deblur":
-        scores = deblur_scores(model, args.data)
-    elif model.spec.task == "inpaint":
-        scores = inpaint_scores(model, args.data)
+    served = model
+    if model.spec.task == "diffusion":
+        from restore.infer.diffusion_sampler import DiffusionSampler
+
+        served = DiffusionSampler(model, steps=20, seed=0)
+    if served.spec.task == "sr":
+        sets = DIFFUSION_SR_SETS if served is not model else SR_SETS
+        scores = sr_scores(served, args.data, model.spec.scale, sets)
+    elif served.spec.task == "deblur":
+        scores = deblur_scores(served, args.data)
+    elif served.spec.task == "inpaint":
+        scores = inpaint_scores(served, args.data)
     elif entry.task == "audio_denoise":
         scores = denoise_scores(model, args.data)
     elif entry.task == "audio_bandwidth":

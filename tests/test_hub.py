@@ -208,15 +208,21 @@ def test_bundled_table_and_defaults():
     assert all(m.file.endswith(".safetensors") for m in hub.BUNDLED if m.architecture is None)
     assert hub.default_model("sr") == "sr-x4" and hub.default_model("sr", 2) == "sr-x2"
     assert hub.default_model("deblur") == "deblur" and hub.default_model("inpaint") == "inpaint"
-    # the inpainting default is weight-free: built, not loaded, and always available
+    # the inpainting default is a trained network; the weight-free filler is built, not loaded
     net = hub.load_model(None, task="inpaint")
-    assert net.spec.name == "pushpull_inpaint" and hub.get_bundled("inpaint").available
+    assert net.spec.name == "lama_pushpull_small"
+    assert hub.resolve(None, task="inpaint").name == "inpaint.safetensors"
+    pushpull = hub.load_model("inpaint-pushpull", task="inpaint")
+    assert pushpull.spec.name == "pushpull_inpaint" and hub.get_bundled("inpaint-pushpull").available
     with pytest.raises(ValueError, match="has no weights file"):
-        hub.resolve("inpaint", task="inpaint")
+        hub.resolve("inpaint-pushpull", task="inpaint")
+    # diffusion models serve the task their condition makes them for
+    assert hub.get_bundled("diffusion-x4").task == "sr" and hub.get_bundled("diffusion").task == "inpaint"
+    assert hub.default_model("sr", 4) == "sr-x4"
     with pytest.raises(ValueError) as info:
         hub.default_model("sr", 3)
     assert str(info.value).startswith(
-        "no bundled model for task 'sr' at scale 3; bundled: sr-x4, sr-x2; pass model=..."
+        "no bundled model for task 'sr' at scale 3; bundled: sr-x4, sr-x2, diffusion-x4; pass model=..."
     )
     with pytest.raises(ValueError, match="Did you mean 'sr'"):
         hub.default_model("srr")
