@@ -222,3 +222,30 @@ def test_the_cli_scheduler_choices_are_the_samplers():
     from restore.infer import image_commands
 
     assert image_commands.SCHEDULERS == SCHEDULERS
+
+
+# ----------------------------------------------------------------------------- the bundled models
+
+
+def test_bundled_diffusion_models_work_offline_by_name():
+    """`restore.upscale(img, model="diffusion-x4", steps=..., seed=...)` and
+    `restore.inpaint(img, mask, model="diffusion")` run the shipped residual models."""
+    lr = natural(24, 24)
+    sr = restore.upscale(lr, model="diffusion-x4", steps=3, seed=0)
+    assert sr.shape == (1, 3, 96, 96)
+    assert torch.equal(sr, restore.upscale(lr, model="diffusion-x4", steps=3, seed=0))
+    net = hub.load_model("diffusion-x4", task="sr", scale=4)
+    assert net.residual and net.spec.name == "sr3_x4_tiny"
+    close(sr, sample_sr(net, lr, 3, "ddim", generator=0))
+    # a residual model adds detail to the bicubic upsample: its output stays near it
+    bicubic = torch.nn.functional.interpolate(lr, scale_factor=4, mode="bicubic").clamp(0, 1)
+    assert float((sr - bicubic).abs().mean()) < 0.05
+
+    image, mask = natural(64, 64), hole_mask(64, 64)
+    filled = restore.inpaint(image * (1 - mask), mask, model="diffusion", steps=3, seed=0)
+    assert torch.equal(filled * (1 - mask), image * (1 - mask))
+    inpainter = hub.load_model("diffusion", task="inpaint")
+    assert inpainter.residual and inpainter.cond_channels == 4
+    close(filled, sample_inpaint_conditional(inpainter, image * (1 - mask), mask, 3, "ddim", generator=0))
+    hole_error = float(((filled - image).abs() * mask).sum() / (3 * mask.sum()))
+    assert hole_error < 0.15  # a fill, not noise: holes of a natural image within 0.15 on average
