@@ -302,16 +302,19 @@ def card(entry, model, facts: dict, scores: dict, gflops: float, command: str) -
         *([f"- Stored as {facts['storage']}"] if "storage" in facts else []),
         f"- Steps: {facts['steps']}; wall time: {minutes} on this project's 2-core CPU machine "
         f"(1 thread, shared with other jobs)",
+        *(
+            [
+                "- Sampling (as `restore.upscale` / `restore.inpaint` by default): DDIM, 20 steps, seed 0; "
+                "the GFLOPs above are one denoiser evaluation, a sample costs 20 of them"
+            ]
+            if spec.task == "diffusion"
+            else []
+        ),
         f"- Reproduce: `{command}`",
         "",
         "## Scores",
         "",
     ]
-    if spec.task == "diffusion":
-        lines[-4:-4] = [
-            "- Sampling (as `restore.upscale` / `restore.inpaint` by default): DDIM, 20 steps, seed 0; "
-            "the GFLOPs above are one denoiser evaluation, a sample costs 20 of them"
-        ]
     sets = list(scores) if spec.task in ("sr", "diffusion") and spec.scale > 1 else []
     if sets:
         lines += ["PSNR-Y / SSIM-Y (crop = scale, 8-bit outputs; `python benchmarks/bundle.py`):", ""]
@@ -352,7 +355,7 @@ def main() -> None:
 
         served = DiffusionSampler(model, steps=20, seed=0)
     if served.spec.task == "sr":
-        sets = DIFFUSION_SR_SETS if served is not model else SR_SETS
+        sets = DIFFUSION_SR_SETS if model.spec.task == "diffusion" else SR_SETS
         scores = sr_scores(served, args.data, model.spec.scale, sets)
     elif served.spec.task == "deblur":
         scores = deblur_scores(served, args.data)

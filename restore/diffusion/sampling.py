@@ -148,12 +148,16 @@ def _denoise_loop(
     autocast_dtype: torch.dtype | None,
     objective: DiffusionObjective | None,
 ) -> Tensor:
-    """Run a sampler from noise; returns x0 in [-1, 1] (float32)."""
+    """Run a sampler from noise; returns the image estimate in [-1, 1] (float32, not clamped).
+
+    A residual model's sample is a scaled difference to its base (:meth:`SR3UNet.decode`): the
+    scheduler does not clip it to [-1, 1], and the base is added back at the end.
+    """
     _check_steps(steps)
     if eta != 0 and scheduler != "ddim":
         raise ValueError(f"eta applies to the 'ddim' scheduler only, got eta={eta} with {scheduler!r}")
-    # A residual model's x0 is a scaled difference to its base, not an image: no clipping to [-1, 1].
-    residual = getattr(_unwrap(model), "residual", False)
+    inner = _unwrap(model)
+    residual = getattr(inner, "residual", False)
     unclipped = {"clip_sample": False, "thresholding": False} if residual else {}
     sampler = make_scheduler(scheduler, objective if objective is not None else model, **unclipped)
     with warnings.catch_warnings():  # DPM-Solver's set_timesteps trips a numpy 2 copy= DeprecationWarning
@@ -170,7 +174,7 @@ def _denoise_loop(
         x = result.prev_sample.float()
         if i == len(sampler.timesteps) - 1 and getattr(result, "pred_original_sample", None) is not None:
             x = result.pred_original_sample.float()  # DDIM/DDPM stop at t = 0, still sqrt(1 - a_0) noise
-    return x
+    return inner.decode(x, inner.base(condition)) if residual else x
 
 
 @torch.inference_mode()
@@ -203,7 +207,7 @@ def sample_sr(
         model, condition, tuple(condition.shape), lr.device, steps, scheduler, generator, eta, noise,
         autocast_dtype, objective,
     )
-    return ((inner.decode(x0, inner.base(condition)) + 1) / 2).clamp(0, 1)
+    return ((x0 + 1) / 2).clamp(0, 1)
 
 
 @torch.inference_mode()
@@ -238,7 +242,6 @@ def sample_inpaint_conditional(
         model, condition, tuple(image.shape), image.device, steps, scheduler, generator, eta, noise,
         autocast_dtype, objective,
     )
-    x0 = inner.decode(x0, inner.base(condition))
     mask = mask.to(image.dtype)
     return mask * ((x0 + 1) / 2).clamp(0, 1).to(image.dtype) + (1 - mask) * image
 

@@ -30,6 +30,13 @@ from torch import Tensor, nn
 from .registry import register_model
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+# The tiny UNet of the CPU-trainable models (281k parameters), conditioned by each on its own input
+TINY_UNET = {
+    "block_out_channels": (16, 32, 32),
+    "layers_per_block": 1,
+    "attention": True,
+    "norm_num_groups": 8,
+}
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
 
 
@@ -45,15 +52,19 @@ def sr_condition(lr: Tensor, scale: int) -> Tensor:
         return x.clamp(-1, 1)
 
 
+def _check_mask(image: Tensor, mask: Tensor) -> None:
+    if mask.shape[1] != 1 or mask.shape[-2:] != image.shape[-2:] or mask.shape[0] != image.shape[0]:
+        raise ValueError(
+            f"mask must be (N, 1, H, W) matching image {tuple(image.shape)}, got {tuple(mask.shape)}"
+        )
+
+
 def inpaint_condition(image: Tensor, mask: Tensor) -> Tensor:
     """The inpainting condition ``(N, 4, H, W)``: the image in [-1, 1] with holes set to 0, and the mask.
 
     ``image (N, 3, H, W)`` in [0, 1]; ``mask (N, 1, H, W)``, 1 = hole. Float32.
     """
-    if mask.shape[1] != 1 or mask.shape[-2:] != image.shape[-2:] or mask.shape[0] != image.shape[0]:
-        raise ValueError(
-            f"mask must be (N, 1, H, W) matching image {tuple(image.shape)}, got {tuple(mask.shape)}"
-        )
+    _check_mask(image, mask)
     with torch.autocast(device_type=image.device.type, enabled=False):
         mask = mask.float()
         return torch.cat([(image.float() * 2 - 1) * (1 - mask), mask], dim=1)
@@ -87,14 +98,7 @@ def _public_config(config: Any) -> dict[str, Any]:
 @register_model(
     "sr3_x4_tiny",
     task="diffusion",
-    config={
-        "block_out_channels": (16, 32, 32),
-        "layers_per_block": 1,
-        "attention": True,
-        "norm_num_groups": 8,
-        "cond_channels": 3,
-        "scale": 4,
-    },
+    config={**TINY_UNET, "cond_channels": 3, "scale": 4},
     scale=4,
     size_multiple=1,
     receptive_field=32,
@@ -119,14 +123,7 @@ def _public_config(config: Any) -> dict[str, Any]:
 @register_model(
     "diffusion_inpaint_tiny",
     task="diffusion",
-    config={
-        "block_out_channels": (16, 32, 32),
-        "layers_per_block": 1,
-        "attention": True,
-        "norm_num_groups": 8,
-        "cond_channels": 4,
-        "scale": 1,
-    },
+    config={**TINY_UNET, "cond_channels": 4, "scale": 1},
     scale=1,
     size_multiple=4,
     receptive_field=64,
@@ -136,14 +133,7 @@ def _public_config(config: Any) -> dict[str, Any]:
 @register_model(
     "ddpm_unconditional_tiny",
     task="diffusion",
-    config={
-        "block_out_channels": (16, 32, 32),
-        "layers_per_block": 1,
-        "attention": True,
-        "norm_num_groups": 8,
-        "cond_channels": 0,
-        "scale": 1,
-    },
+    config={**TINY_UNET, "cond_channels": 0, "scale": 1},
     scale=1,
     size_multiple=4,
     receptive_field=64,
@@ -313,7 +303,7 @@ class SR3UNet(nn.Module):
             if mask is None:
                 raise ValueError("this mask-conditional model needs a mask (N, 1, H, W), 1 = hole")
             if self.residual:
-                inpaint_condition(image, mask)  # the same shape checks
+                _check_mask(image, mask)
                 return torch.cat([inpaint_residual_base(image, mask), mask.float()], dim=1)
             return inpaint_condition(image, mask)
         raise ValueError(

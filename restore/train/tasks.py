@@ -293,11 +293,10 @@ class DiffusionTask:
         t = self.timesteps(pair, objective)
         target = pair["target"]
         condition = inner.condition(pair["input"], pair.get("mask"))
-        base = inner.base(condition) if hasattr(inner, "base") else None
+        base = inner.base(condition)  # residual diffusion's base, else None
         with torch.autocast(device_type=target.device.type, enabled=False):
             x0 = target.float() * 2 - 1
-            if base is not None:
-                x0 = inner.encode(x0, base)  # residual diffusion: the scaled difference to the base
+            x0 = inner.encode(x0, base)  # residual diffusion: the scaled difference to the base
         noise = pair["noise"]
         x_t = objective.noisy(x0, noise, t)
         output = model(x_t, timesteps=t, condition=condition)
@@ -310,10 +309,7 @@ class DiffusionTask:
         if self.options["huber_c"] is not None:
             c, schedule = self.options["huber_c"], self.options["huber_schedule"]
             pair["huber_c"] = scheduled_huber_c(t, objective, c, schedule)
-        predicted = objective.predicted_x0(output, x_t, t)
-        if base is not None:
-            predicted = inner.decode(predicted, base)
-        image = (predicted + 1) / 2
+        image = (inner.decode(objective.predicted_x0(output, x_t, t), base) + 1) / 2
         return image.clamp(0, 1) if self.options["x0_clamp"] else image
 
     def sample(self, model: nn.Module, pair: dict[str, Tensor]) -> Tensor:
