@@ -347,9 +347,10 @@ def test_tiled_equals_whole_through_the_api(weights):
     assert whole.shape == tiled.shape == (280, 360, 3)
     assert np.abs(whole - tiled).max() < 1e-3
     assert np.abs(whole - up(x)).max() > 1e-2  # a random net, not the nearest one
-    # compact_tiny (receptive field 10) tiles with an overlap of 28: a smaller tile is raised, with a warning
-    with pytest.warns(UserWarning, match="tile 24 is too small.*using tile 57"):
-        small = restore.upscale(x, model=path, tile=24, device="cpu")
+    # compact_tiny (receptive field 10, exact) tiles with an overlap of 20: a smaller tile is raised,
+    # with a warning
+    with pytest.warns(UserWarning, match="tile 16 is too small.*using tile 41"):
+        small = restore.upscale(x, model=path, tile=16, device="cpu")
     assert np.abs(whole - small).max() < 1e-3
 
 
@@ -363,16 +364,16 @@ def test_out_of_memory_halves_the_tile_through_the_api(weights, monkeypatch):
 
     def forward(t: torch.Tensor) -> torch.Tensor:
         seen.append(tuple(t.shape[-2:]))
-        if max(t.shape[-2:]) > 60:  # 64 tiles do not fit; the floor 57 (2 * overlap + 1) does
+        if max(t.shape[-2:]) > 60:  # 64 tiles do not fit; the floor 41 (2 * overlap + 1) does
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return inner(t)
 
     monkeypatch.setattr(predictor.model, "forward", forward)
-    with pytest.warns(UserWarning, match="out of memory with tile 64; retrying with tile 57"):
+    with pytest.warns(UserWarning, match="out of memory with tile 64; retrying with tile 41"):
         out = restore.upscale(x, model=str(path), tile=64, device="cpu")
     assert api.get_predictor(str(path), task="sr", scale=4, tile=64, device="cpu") is predictor
-    assert predictor.last_tile == 57 < 64
-    assert (64, 64) in seen and (57, 57) in seen
+    assert predictor.last_tile == 41 < 64
+    assert (64, 64) in seen and (41, 41) in seen
     assert (out - whole).abs().max() < 1e-3
 
 

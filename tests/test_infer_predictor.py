@@ -134,17 +134,18 @@ def test_out_of_memory_fallback_is_remembered():
     torch.manual_seed(0)
     model = Recorder(models.build("compact_tiny"), oom_above=70)
     predictor = Predictor(model, device="cpu")
-    x = image(67, 93)
+    assert predictor.overlap == 20  # exact tiling: 2 * receptive field 10, no ramp
+    x = image(61, 75)
     with pytest.warns(UserWarning, match="out of memory"):
         out = predictor(x)
-    assert predictor.last_tile == 57  # 93 -> 46, raised to the minimum 2 * overlap (28) + 1
+    assert predictor.last_tile == 41  # 75 -> 37, raised to the minimum 2 * overlap (20) + 1
     with torch.no_grad():
         assert (out - model.inner(x)).abs().max() < 1e-5
     model.seen.clear()
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no new halving: the tile that worked is used directly
         predictor(x)
-    assert {s["shape"][-2:] for s in model.seen} == {(57, 57)}
+    assert {s["shape"][-2:] for s in model.seen} == {(41, 41)}
 
 
 def test_bf16_refused_with_a_warning_when_the_model_does_not_support_it():

@@ -340,3 +340,48 @@ def test_default_overlap_leaves_room_for_two_zero_bands_and_the_ramp():
     for rf in (0, 1, 10, 18, 24, 128):
         assert default_overlap(rf) == 2 * rf + default_ramp(rf)
         assert default_overlap(rf, 8) % 8 == 0 and default_overlap(rf, 8) >= default_overlap(rf)
+
+
+def test_exact_overlap_is_twice_the_receptive_field_without_a_ramp():
+    assert default_overlap(10, exact=True) == 20 and default_overlap(10) == 28
+    assert default_overlap(9, 4, exact=True) == 20  # rounded up to the size multiple
+
+
+def test_exact_overlap_pastes_each_output_pixel_from_one_tile():
+    """overlap == 2 * receptive_field: no ramp, so every output pixel is one tile's value, unmixed."""
+    calls: list[int] = []
+
+    def tile_id(t: torch.Tensor) -> torch.Tensor:
+        calls.append(len(calls))
+        return torch.full((t.shape[0], 1, t.shape[-2] * 2, t.shape[-1] * 2), float(len(calls)))
+
+    x = torch.rand(1, 3, 61, 75)
+    pasted = tiled_forward(tile_id, x, scale=2, tile=24, overlap=8, receptive_field=4, tile_batch=1)
+    assert torch.equal(pasted, pasted.round()) and set(pasted.unique().tolist()) == {c + 1.0 for c in calls}
+    # Tile k's pixels are those at least receptive_field * scale output pixels from its interior edges.
+    boxes = tile_boxes(61, 75, 24, 8)
+    top, left = boxes[len(boxes) // 2][:2]
+    inner = pasted[0, 0, top * 2 + 8 : (top + 24) * 2 - 8, left * 2 + 8 : (left + 24) * 2 - 8]
+    assert inner.unique().numel() <= 2  # its own value (a later shifted tile may overwrite some)
+    calls.clear()
+    blended = tiled_forward(tile_id, x, scale=2, tile=24, overlap=10, receptive_field=4, tile_batch=1)
+    assert not torch.equal(blended, blended.round())  # a ramp mixes neighbours
+
+
+@pytest.mark.parametrize(
+    ("name", "tile", "size"), [("compact_tiny", 41, (67, 93)), ("edsr_tiny", 81, (99, 125))]
+)
+def test_exact_tiling_equals_the_whole_image(name, tile, size):
+    model = build(name)
+    spec = model.spec
+    assert spec.exact_tiling
+    x = torch.rand(2, 3, *size, generator=torch.Generator().manual_seed(2))
+    overlap = default_overlap(spec.receptive_field, spec.size_multiple, exact=True)
+    with torch.inference_mode():
+        whole = model(x)
+        tiled = tiled_forward(
+            model, x, scale=spec.scale, tile=tile, overlap=overlap, receptive_field=spec.receptive_field
+        )
+    assert len(tile_boxes(*size, tile, overlap)) >= 6
+    diff = (tiled - whole).abs().max().item()
+    assert diff < 1e-5, f"{name}: tiled differs from whole by {diff:.2e}"

@@ -20,9 +20,10 @@ doubled. An out-of-memory error halves the tile (see :func:`tiled_forward_with_f
 tile that worked becomes the limit for later calls.
 
 On the CPU, super-resolution models (convolutions only) are also tiled for the caches: an image
-larger than twelve tiles of :data:`CPU_WORKING_SET` activations goes through such tiles one at a
-time, which is about 2.7x faster on large images than big batched tiles; the overlap keeps the
-result equal to the whole-image one. Inpainting and deblurring networks (LaMa's Fourier
+larger than twelve :data:`CPU_CACHE_TILE` tiles goes through such tiles one at a time, about 3x
+faster than 512-pixel tiles on large images; the overlap keeps the result equal to the whole-image
+one. A model whose receptive field is a true bound (``spec.exact_tiling``) overlaps its tiles by
+exactly twice that radius and each tile's exact centre is pasted (no blending ramp or accumulation). Inpainting and deblurring networks (LaMa's Fourier
 convolutions, NAFNet's global channel attention) see the whole image whenever it fits in memory.
 """
 
@@ -61,10 +62,11 @@ CUDA_BUDGET_FRACTION = 0.6
 CPU_BUDGET_FRACTION = 0.5
 DEFAULT_TILE_BATCH = 4
 CPU_TILE_BATCH = 1
-# On the CPU, a forward whose activations stay near the caches' size is faster than one pass over a
-# large image, overlap included: compact_tiny x4 on 2000x1500 ran at 13.1 output MP/s with 256-pixel
-# tiles one at a time against 4.9 MP/s with 836-pixel tiles four at a time (benchmarks/inference.py).
-CPU_WORKING_SET = 32 * 2**20  # activation bytes per forward, by the probe's estimate
+# On the CPU, a forward on a tile of about 320 pixels is faster than one pass over a large image,
+# overlap included. Predictor on 2000x1500, one tile at a time (output MP/s, 2 threads, this repo's
+# CI machine): compact_tiny 17.0 / 17.7 / 16.0 / 5.7 at tiles 209 / 320 / 400 / 512; edsr_tiny
+# 1.93 / 2.35 / 2.48 / 2.22 at 160 / 240 / 320 / 400; rrdbnet_small 0.55 / 0.58 / 0.55 at 240 / 360 / 480.
+CPU_CACHE_TILE = 320
 CACHE_TILED_TASKS = ("sr",)  # convolution-only families; inpainting/deblurring nets use global context
 PROBE_SIZE = 64
 
@@ -184,7 +186,9 @@ class Predictor:
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
-        self.overlap = default_overlap(self.spec.receptive_field, self.spec.size_multiple)
+        self.overlap = default_overlap(
+            self.spec.receptive_field, self.spec.size_multiple, exact=self.spec.exact_tiling
+        )
         self.tile = None if tile is None else round_down(tile, self.spec.size_multiple)
         if self.tile is not None and self.tile <= self.overlap:  # tiled_forward would refuse it
             smallest = min_tile_size(self.overlap, self.spec.size_multiple)
@@ -294,12 +298,11 @@ class Predictor:
         return None if tile >= side else tile
 
     def cache_tile(self) -> int | None:
-        """The CPU tile whose activations fit :data:`CPU_WORKING_SET` (at least 4 overlaps), or None
-        (CUDA, or a model family whose output depends on the whole image)."""
+        """:data:`CPU_CACHE_TILE` (at least 4 overlaps) on the CPU, or None (CUDA, or a model family
+        whose output depends on the whole image)."""
         if self.device.type != "cpu" or self.spec.task not in CACHE_TILED_TASKS:
             return None
-        tile = math.isqrt(int(CPU_WORKING_SET / (self.bytes_per_pixel() * self.tile_batch)))
-        return max(round_down(tile, self.spec.size_multiple), 4 * self.overlap)
+        return max(round_down(CPU_CACHE_TILE, self.spec.size_multiple), 4 * self.overlap)
 
     def memory_budget(self) -> float:
         """Bytes the activations of one forward may use (module docstring)."""

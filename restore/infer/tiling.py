@@ -43,9 +43,11 @@ def default_ramp(receptive_field: int) -> int:
     return max(8, receptive_field // 2)
 
 
-def default_overlap(receptive_field: int, size_multiple: int = 1) -> int:
-    """``2 * receptive_field + default_ramp(receptive_field)``, rounded up to ``size_multiple``."""
-    return round_up(2 * receptive_field + default_ramp(receptive_field), size_multiple)
+def default_overlap(receptive_field: int, size_multiple: int = 1, exact: bool = False) -> int:
+    """``2 * receptive_field + default_ramp(receptive_field)``, rounded up to ``size_multiple``;
+    ``exact=True`` (the receptive field is a true bound): ``2 * receptive_field``, no ramp."""
+    ramp = 0 if exact else default_ramp(receptive_field)
+    return round_up(2 * receptive_field + ramp, size_multiple)
 
 
 def min_tile_size(overlap: int, size_multiple: int = 1) -> int:
@@ -193,6 +195,8 @@ def tiled_forward(
     - ``tile``: tile side in input pixels (rounded down to ``size_multiple``); ``None`` or a tile
       covering the image: one pass over the whole padded image.
     - ``overlap``: default ``2 * receptive_field + max(8, receptive_field // 2)`` (module docstring).
+      With ``overlap == 2 * receptive_field`` (rounded to ``size_multiple``) there is no ramp: each
+      tile's exact centre is pasted, with no accumulation or division.
 
     Returns (N, C_out, H*scale, W*scale) on the inputs' device, accumulated in float32 (float64 if
     ``fn`` returns float64) and returned in ``fn``'s output dtype. Gradients are not disabled here:
@@ -248,10 +252,10 @@ def tiled_forward(
             )
         return result[..., :out_h, :out_w].to(tensors[0].device)
 
-    out = row_sum = col_sum = None
     per_call = max(1, tile_batch // n)
-    for first in range(0, len(boxes), per_call):
-        group = boxes[first : first + per_call]
+    groups = [boxes[first : first + per_call] for first in range(0, len(boxes), per_call)]
+
+    def run_group(group: list[Box]) -> torch.Tensor:
         crops = [torch.cat([x[..., t : t + th, l : l + tw] for t, l, _, _ in group]) for x in padded]
         result = fn(*crops)
         expected = (len(group) * n, th * scale, tw * scale)
@@ -260,17 +264,35 @@ def tiled_forward(
                 f"fn returned shape {tuple(result.shape)} for input tiles {tuple(crops[0].shape)}; "
                 f"expected (B={expected[0]}, C, {expected[1]}, {expected[2]}) with scale {scale}"
             )
+        return result
+
+    # Exact without a ramp: every output pixel is taken from one tile whose zero band it is not in.
+    paste = ramp == 0 and overlap >= 2 * receptive_field
+    out = row_sum = col_sum = None
+    for group in groups:
+        result = run_group(group)
         if out is None:
             acc_dtype = torch.float64 if result.dtype == torch.float64 else torch.float32
             out_dtype = result.dtype
             device = tensors[0].device
-            out = torch.zeros(n, result.shape[1], out_h, out_w, dtype=acc_dtype, device=device)
+            make = torch.empty if paste else torch.zeros
+            out = make(n, result.shape[1], out_h, out_w, dtype=acc_dtype, device=device)
             row_sum = torch.zeros(ph * scale, dtype=acc_dtype, device=device)
             col_sum = torch.zeros(pw * scale, dtype=acc_dtype, device=device)
             profiles: dict[tuple[int, bool, bool], torch.Tensor] = {}
         result = result.to(device=out.device, dtype=out.dtype)
         for k, (top, left, h, w) in enumerate(group):
             y0, x0, y1, x1 = top * scale, left * scale, (top + h) * scale, (left + w) * scale
+            piece = result[k * n : (k + 1) * n]
+            if paste:
+                # Drop the zero bands of interior edges and the bottom/right padding.
+                a = zero if top > 0 else 0
+                b = min(y1 - (zero if top + h < ph else 0), out_h) - y0
+                c = zero if left > 0 else 0
+                d = min(x1 - (zero if left + w < pw else 0), out_w) - x0
+                if b > a and d > c:
+                    out[..., y0 + a : y0 + b, x0 + c : x0 + d] = piece[..., a:b, c:d]
+                continue
             rows = _profile(profiles, h * scale, top > 0, top + h < ph, zero, ramp, out)
             cols = _profile(profiles, w * scale, left > 0, left + w < pw, zero, ramp, out)
             if left == 0:
@@ -281,14 +303,10 @@ def tiled_forward(
             ch, cw = min(y1, out_h) - y0, min(x1, out_w) - x0
             if ch <= 0 or cw <= 0:
                 continue
-            piece = result[k * n : (k + 1) * n, :, :ch, :cw]
             target = out[..., y0 : y0 + ch, x0 : x0 + cw]
-            if tiled:
-                target.addcmul_(piece, rows[:ch, None] * cols[None, :cw])
-            else:
-                target.copy_(piece)
+            target.addcmul_(piece[..., :ch, :cw], rows[:ch, None] * cols[None, :cw])
     assert out is not None and row_sum is not None and col_sum is not None
-    if tiled:
+    if not paste:
         # The weights are the outer product of row and column profiles, so their sum is too.
         out.div_(row_sum[:out_h, None]).div_(col_sum[None, :out_w])
     return out if out.dtype == out_dtype else out.to(out_dtype)

@@ -20,7 +20,8 @@ DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
     task="sr",
     config={"scale": 4, "num_feat": 64, "num_block": 16, "res_scale": 1.0},
     scale=4,
-    receptive_field=34,
+    receptive_field=36,
+    exact_tiling=True,
     summary="EDSR baseline (16 blocks, 64 features; 1.5M parameters at x4)",
 )
 @register_model(
@@ -28,7 +29,8 @@ DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
     task="sr",
     config={"scale": 4, "num_feat": 256, "num_block": 32, "res_scale": 0.1},
     scale=4,
-    receptive_field=66,
+    receptive_field=68,
+    exact_tiling=True,
     summary="EDSR full (32 blocks, 256 features, residual scale 0.1; 43M parameters at x4)",
 )
 @register_model(
@@ -36,7 +38,8 @@ DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
     task="sr",
     config={"scale": 4, "num_feat": 32, "num_block": 8, "res_scale": 1.0},
     scale=4,
-    receptive_field=18,
+    receptive_field=20,
+    exact_tiling=True,
     summary="EDSR with 8 blocks of 32 features (233k parameters at x4): a fast CPU network",
 )
 class EDSR(nn.Module):
@@ -61,7 +64,9 @@ class EDSR(nn.Module):
         self.scale = check_scale(scale, (2, 3, 4, 8))
         self.in_channels = num_in_ch
         self.out_channels = num_out_ch
-        self.receptive_field = 2 * num_block + 2
+        # head + 2 per block + conv_after_body at 1x, then the upsampler's convs and conv_last at
+        # finer scales (1 + 1/2 + 1/4 + ... < 2 input pixels): checked by a gradient test.
+        self.receptive_field = 2 * num_block + 4
         self.img_range = img_range
         mean = torch.tensor(rgb_mean if num_in_ch == 3 else (0.5,) * num_in_ch).view(1, -1, 1, 1)
         self.register_buffer("mean", mean, persistent=False)

@@ -67,6 +67,10 @@ class ModelSpec:
     - ``size_multiple``: input height and width must be multiples of this (pad first).
     - ``receptive_field``: radius in input pixels that influences one output pixel; tiling uses
       it as the tile overlap.
+    - ``exact_tiling``: the receptive field is a true bound (a stack of local operators, checked by
+      a gradient test), so tiles overlapping by ``2 * receptive_field`` reproduce the whole-image
+      output and are pasted without a blending ramp. False: an effective radius (deep or attention
+      networks whose reach decays), blended over an extra ramp.
     - ``config``: the constructor arguments of this named configuration.
     """
 
@@ -80,6 +84,7 @@ class ModelSpec:
     supports_bf16: bool = True
     size_multiple: int = 1
     receptive_field: int = 16
+    exact_tiling: bool = False
     inputs: tuple[str, ...] = ("image",)
     config: dict[str, Any] = field(default_factory=dict, compare=False)
     summary: str = field(default="", compare=False)
@@ -96,6 +101,7 @@ class ModelSpec:
             "supports_bf16": self.supports_bf16,
             "size_multiple": self.size_multiple,
             "receptive_field": self.receptive_field,
+            "exact_tiling": self.exact_tiling,
             "inputs": ",".join(self.inputs),
             "summary": self.summary,
         }

@@ -21,6 +21,7 @@ from .registry import register_model
     config={"scale": 4, "num_feat": 64, "num_block": 16},
     scale=4,
     receptive_field=36,
+    exact_tiling=True,
     summary="SRGAN's SRResNet without batch norm (BasicSR MSRResNet; 1.5M parameters at x4)",
 )
 class SRResNet(nn.Module):
