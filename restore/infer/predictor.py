@@ -23,8 +23,9 @@ On the CPU, super-resolution models (convolutions only) are also tiled for the c
 larger than twelve :data:`CPU_CACHE_TILE` tiles goes through such tiles one at a time, about 3x
 faster than 512-pixel tiles on large images; the overlap keeps the result equal to the whole-image
 one. A model whose receptive field is a true bound (``spec.exact_tiling``) overlaps its tiles by
-exactly twice that radius and each tile's exact centre is pasted (no blending ramp or accumulation). Inpainting and deblurring networks (LaMa's Fourier
-convolutions, NAFNet's global channel attention) see the whole image whenever it fits in memory.
+exactly twice that radius and each tile's exact centre is pasted (no blending ramp or accumulation).
+Inpainting and deblurring networks (LaMa's Fourier convolutions, NAFNet's global channel attention)
+see the whole image whenever it fits in memory.
 """
 
 from __future__ import annotations
