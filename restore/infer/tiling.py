@@ -14,7 +14,9 @@ the same ``ramp`` pixels in the middle, where the two Hann halves sum to exactly
 is ``max(8, receptive_field // 2)`` input pixels: long enough to blend away an under-estimated
 receptive field, short enough to cost little (a 512 tile of a model with receptive field 18 repeats
 about 20% of its pixels). A given overlap smaller than ``2 * receptive_field`` is used, but the
-result is no longer exact (warned).
+result is no longer exact (warned). With ``overlap == 2 * receptive_field`` (models whose receptive
+field is a true bound, ``ModelSpec.exact_tiling``) there is no ramp: the zero bands of neighbouring
+tiles meet, and each tile's exact centre is pasted without accumulation or division.
 
 Size multiples. The whole image is padded once (reflect, or replicate when the image is too small
 to reflect) on the bottom and right to a multiple of ``size_multiple``; tile and overlap are
@@ -252,10 +254,12 @@ def tiled_forward(
             )
         return result[..., :out_h, :out_w].to(tensors[0].device)
 
+    # Exact without a ramp: every output pixel is taken from one tile whose zero band it is not in.
+    paste = ramp == 0 and overlap >= 2 * receptive_field
+    out = row_sum = col_sum = None
     per_call = max(1, tile_batch // n)
-    groups = [boxes[first : first + per_call] for first in range(0, len(boxes), per_call)]
-
-    def run_group(group: list[Box]) -> torch.Tensor:
+    for first in range(0, len(boxes), per_call):
+        group = boxes[first : first + per_call]
         crops = [torch.cat([x[..., t : t + th, l : l + tw] for t, l, _, _ in group]) for x in padded]
         result = fn(*crops)
         expected = (len(group) * n, th * scale, tw * scale)
@@ -264,13 +268,6 @@ def tiled_forward(
                 f"fn returned shape {tuple(result.shape)} for input tiles {tuple(crops[0].shape)}; "
                 f"expected (B={expected[0]}, C, {expected[1]}, {expected[2]}) with scale {scale}"
             )
-        return result
-
-    # Exact without a ramp: every output pixel is taken from one tile whose zero band it is not in.
-    paste = ramp == 0 and overlap >= 2 * receptive_field
-    out = row_sum = col_sum = None
-    for group in groups:
-        result = run_group(group)
         if out is None:
             acc_dtype = torch.float64 if result.dtype == torch.float64 else torch.float32
             out_dtype = result.dtype
