@@ -160,7 +160,8 @@ class Predictor:
     in eval mode and moved to ``device`` once. ``predictor(image)`` or ``predictor(image, mask)``:
     float tensors (N,C,H,W) in [0,1] on any device -> float32 (N,C_out,H*scale,W*scale) on the
     input's device, not clamped. ``tile``: side in input pixels (rounded to the model's size
-    multiple) or None to choose from free memory; ``tile_batch``: tiles per forward (default 4).
+    multiple) or None to choose from free memory; ``tile_batch``: tiles per forward (default 4 on
+    CUDA, 1 on the CPU).
     """
 
     def __init__(

@@ -272,11 +272,13 @@ def tiled_forward(
             acc_dtype = torch.float64 if result.dtype == torch.float64 else torch.float32
             out_dtype = result.dtype
             device = tensors[0].device
-            make = torch.empty if paste else torch.zeros
-            out = make(n, result.shape[1], out_h, out_w, dtype=acc_dtype, device=device)
-            row_sum = torch.zeros(ph * scale, dtype=acc_dtype, device=device)
-            col_sum = torch.zeros(pw * scale, dtype=acc_dtype, device=device)
-            profiles: dict[tuple[int, bool, bool], torch.Tensor] = {}
+            if paste:  # every pixel is written once or more: no zeros, no weight sums
+                out = torch.empty(n, result.shape[1], out_h, out_w, dtype=acc_dtype, device=device)
+            else:
+                out = torch.zeros(n, result.shape[1], out_h, out_w, dtype=acc_dtype, device=device)
+                row_sum = torch.zeros(ph * scale, dtype=acc_dtype, device=device)
+                col_sum = torch.zeros(pw * scale, dtype=acc_dtype, device=device)
+                profiles: dict[tuple[int, bool, bool], torch.Tensor] = {}
         result = result.to(device=out.device, dtype=out.dtype)
         for k, (top, left, h, w) in enumerate(group):
             y0, x0, y1, x1 = top * scale, left * scale, (top + h) * scale, (left + w) * scale
@@ -302,8 +304,9 @@ def tiled_forward(
                 continue
             target = out[..., y0 : y0 + ch, x0 : x0 + cw]
             target.addcmul_(piece[..., :ch, :cw], rows[:ch, None] * cols[None, :cw])
-    assert out is not None and row_sum is not None and col_sum is not None
+    assert out is not None
     if not paste:
+        assert row_sum is not None and col_sum is not None
         # The weights are the outer product of row and column profiles, so their sum is too.
         out.div_(row_sum[:out_h, None]).div_(col_sum[None, :out_w])
     return out if out.dtype == out_dtype else out.to(out_dtype)
