@@ -3,13 +3,15 @@
 One run measures, for one model (default ``compact_tiny`` x4, random weights) on one device:
 
 (a) output megapixels per second of :class:`restore.infer.Predictor` (the API's default path: on CPU
-    float32 channels_last, 320-pixel tiles one at a time, exact overlap) on a 2000x1500 input, against a naive
-    loop: one tile at a time, PyTorch's default (contiguous) layout, crop-and-paste without overlap,
-    the same tile size, under ``torch.no_grad``;
+    channels_last, bf16 autocast where the CPU has AMX bf16 tiles and float32 elsewhere, 320-pixel
+    tiles one at a time, exact overlap) on a 2000x1500 input, against a naive loop: one tile at a
+    time, float32 in PyTorch's default (contiguous) layout, crop-and-paste without overlap, under
+    ``torch.no_grad``, at the Predictor's tile, at 512 pixels and over the whole image;
 (b) the convolution GFLOP/s the Predictor achieves (the model's conv FLOPs per output pixel, counted
     with ``torch.utils.flop_counter.FlopCounterMode``, times output pixels per second) as a fraction
-    of a bare ``torch.nn.functional.conv2d`` of the model's dominant conv shape (channels_last, the
-    Predictor's tile and batch, same threads);
+    of a bare ``torch.nn.functional.conv2d`` of the model's dominant conv shape in the Predictor's
+    compute dtype (channels_last, the Predictor's tile and batch, same threads); the bare float32
+    conv is shown beside it;
 (c) peak memory of the Predictor with the same tile (``--mem-tile`` when (a) needed no tiles) on 1,
     4 and 16 megapixel inputs: on CPU the growth of the peak resident set (Linux VmHWM, reset through
     /proc/self/clear_refs; ``ru_maxrss`` where that is missing) of a fresh spawned process per size,
@@ -92,16 +94,18 @@ def conv_flops(model: nn.Module, device: str, side: int = 64) -> tuple[float, tu
     return total / (out.shape[-2] * out.shape[-1]), dominant, by_shape[dominant] / total
 
 
-def bare_conv(shape: tuple, batch: int, height: int, width: int, device: str) -> tuple[Callable, float]:
-    """(a call of F.conv2d alone on (batch, in, height, width) channels_last with the dominant shape,
-    its FLOPs)."""
+def bare_conv(
+    shape: tuple, batch: int, height: int, width: int, device: str, dtype: torch.dtype = torch.float32
+) -> tuple[Callable, float]:
+    """(a call of F.conv2d alone on (batch, in, height, width) channels_last with the dominant shape in
+    ``dtype``, its FLOPs)."""
     cin, cout, kernel, stride, groups = shape
     gen = torch.Generator().manual_seed(0)
-    x = torch.rand(batch, cin, height, width, generator=gen).to(device)
+    x = torch.rand(batch, cin, height, width, generator=gen).to(device, dtype)
     x = x.contiguous(memory_format=torch.channels_last)
-    w = torch.randn(cout, cin // groups, *kernel, generator=gen).to(device)
+    w = torch.randn(cout, cin // groups, *kernel, generator=gen).to(device, dtype)
     w = w.contiguous(memory_format=torch.channels_last)
-    b = torch.zeros(cout, device=device)
+    b = torch.zeros(cout, device=device, dtype=dtype)
     pad = (kernel[0] // 2, kernel[1] // 2)
 
     def call() -> torch.Tensor:
@@ -175,7 +179,8 @@ def speed(name: str, args: argparse.Namespace, x: torch.Tensor) -> dict:
     naive_model = build(name, device)  # same seed: same weights, default layout
     flops_px, dominant, share = conv_flops(copy.deepcopy(naive_model), device)
     conv_in = (predictor.tile_batch, tile, tile) if tiled else (1, height, width)
-    bare_call, bare_flops = bare_conv(dominant, *conv_in, device)
+    bare_call, bare_flops = bare_conv(dominant, *conv_in, device, predictor.dtype)
+    bare32_call, _ = bare_conv(dominant, *conv_in, device)
     whole = max(height, width)
     sides = {c: tile if c == "same" else whole if c == "whole" else int(c) for c in NAIVE_TILES}
     runs: dict[object, Callable] = {"predictor": lambda: predictor(x)}
@@ -185,10 +190,12 @@ def speed(name: str, args: argparse.Namespace, x: torch.Tensor) -> dict:
         run_once()
     mps: dict[object, list[float]] = {key: [] for key in runs}
     bare: list[float] = []
+    bare32: list[float] = []
     for _ in range(args.repeats):
         for key, run_once in runs.items():
             mps[key].append(out_mp / (median_ms(run_once, device, 1, warmup=0) / 1000))
         bare.append(bare_flops / (median_ms(bare_call, device, 10, warmup=2) / 1000) / 1e9)
+        bare32.append(bare_flops / (median_ms(bare32_call, device, 10, warmup=2) / 1000) / 1e9)
     pred = mps["predictor"]
     achieved = [flops_px * m * 1e6 / 1e9 for m in pred]
     naive = {
@@ -196,6 +203,9 @@ def speed(name: str, args: argparse.Namespace, x: torch.Tensor) -> dict:
         for c in NAIVE_TILES
     }
     seams = (out - naive_tiles(naive_model, x, tile, scale, device)).abs().max().item()
+    error = (out - naive_tiles(naive_model, x, whole, scale, device)).abs()  # vs float32, one pass
+    error_max, error_mean = error.max().item(), error.mean().item()
+    del error
     # what was executed, overlap recomputation included: input pixels of all tiles / image pixels
     from restore.infer import tile_boxes
 
@@ -204,7 +214,8 @@ def speed(name: str, args: argparse.Namespace, x: torch.Tensor) -> dict:
     fraction = median([a / b for a, b in zip(achieved, bare, strict=True)])
     print(
         f"{name}: predictor {median(pred):.2f} MP/s (tile {tile}), naive {naive}, conv "
-        f"{median(achieved):.1f} of {median(bare):.1f} GFLOP/s (fraction {fraction:.2f})",
+        f"{median(achieved):.1f} of {median(bare):.1f} GFLOP/s {predictor.precision} (fraction "
+        f"{fraction:.2f}; float32 bare conv {median(bare32):.1f})",
         flush=True,
     )
     return {
@@ -217,12 +228,15 @@ def speed(name: str, args: argparse.Namespace, x: torch.Tensor) -> dict:
         "first_s": first_s,
         "naive": naive,
         "seams": seams,
+        "error_max": error_max,
+        "error_mean": error_mean,
         "flops_px": flops_px,
         "dominant": dominant,
         "share": share,
         "achieved": median(achieved),
         "executed": median(achieved) * overhead,
         "bare": median(bare),
+        "bare32": median(bare32),
         "fraction": fraction,
         "overhead": overhead,
         "conv_in": conv_in,
@@ -248,14 +262,17 @@ def run(args: argparse.Namespace) -> str:
         f"## Tiled inference ({device})",
         "",
         f"Machine: {machine()}. Input {width}x{height}, random weights, median of {args.repeats}. The "
-        "Predictor is `restore.upscale`'s engine on its default path (float32 channels_last on the CPU, "
-        "tile from its policy, overlapping tiles pasted or blended so that the result equals the "
-        "whole-image output). Baselines: a naive "
-        "loop, one tile at a time, PyTorch's default contiguous layout, crop-and-paste without overlap "
+        "Predictor is `restore.upscale`'s engine on its default path (on the CPU channels_last, bf16 "
+        "autocast where the CPU has AMX bf16 tiles and float32 elsewhere; tile from its policy, "
+        "overlapping tiles pasted or blended so that the result equals the whole-image output). "
+        "Baselines: a naive "
+        "loop, one tile at a time, float32 in PyTorch's default contiguous layout, crop-and-paste "
+        "without overlap "
         "(seams), at the Predictor's tile, at 512 pixels (a common `--tile`), and over the whole image "
         "in one pass (Real-ESRGAN's default `--tile 0`).",
         "",
-        "| model | Predictor tile | Predictor MP/s | naive, same tile | naive, 512 | naive, whole image |",
+        "| model | Predictor precision, tile | Predictor MP/s | naive, same tile | naive, 512 "
+        "| naive, whole image |",
         "|---|---|---|---|---|---|",
     ]
     for r in results:
@@ -264,6 +281,7 @@ def run(args: argparse.Namespace) -> str:
             side, mps, ratio = r["naive"][choice]
             cells.append(f"{mps:.2f} MP/s: **{ratio:.2f}x**")
         tile = f"{r['tile']} x{r['predictor'].tile_batch}" if r["tiled"] else "whole image"
+        tile = f"{r['predictor'].precision}, {tile}"
         lines.append(
             f"| `{r['name']}` x{r['predictor'].spec.scale} | {tile} | {r['mps']:.2f} | "
             + " | ".join(cells)
@@ -276,8 +294,9 @@ def run(args: argparse.Namespace) -> str:
         "drifts by up to 2x over minutes, so only ratios within a round are compared).",
         "",
         "| model | conv kFLOP per output px | useful conv GFLOP/s | executed conv GFLOP/s "
-        "| bare conv2d GFLOP/s (shape) | fraction useful / executed |",
-        "|---|---|---|---|---|---|",
+        "| bare conv2d GFLOP/s, Predictor's dtype (shape) | bare float32 conv2d GFLOP/s "
+        "| fraction useful / executed |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in results:
         cin, cout, kernel, _, _ = r["dominant"]
@@ -285,7 +304,8 @@ def run(args: argparse.Namespace) -> str:
         shape = f"{cin}->{cout} {kernel[0]}x{kernel[1]} on {b}x{cin}x{h}x{w}, {r['share']:.0%} of FLOPs"
         lines.append(
             f"| `{r['name']}` | {r['flops_px'] / 1e3:.1f} | {r['achieved']:.1f} | {r['executed']:.1f} "
-            f"| {r['bare']:.1f} ({shape}) | **{r['fraction']:.2f}** / "
+            f"| {r['bare']:.1f} {r['predictor'].precision} ({shape}) | {r['bare32']:.1f} "
+            f"| **{r['fraction']:.2f}** / "
             f"{r['fraction'] * r['overhead']:.2f} |"
         )
     lines += [
@@ -293,10 +313,16 @@ def run(args: argparse.Namespace) -> str:
         "Useful = the model's convolution FLOPs (FlopCounterMode) per output pixel times output pixels per "
         "second: the work a whole-image pass needs, so overlap recomputation counts as overhead; executed "
         "counts the overlap too. The bare "
-        "`conv2d` is the model's dominant convolution alone (channels_last) on the Predictor's tile, "
-        "repeated in cache (target fraction >= 0.6). "
-        f"Max |Predictor - naive same tile| = {first['seams']:.2e} for `{first['name']}` (the naive "
-        "loop's seams).",
+        "`conv2d` is the model's dominant convolution alone (channels_last, in the dtype the Predictor "
+        "computes in) on the Predictor's tile, repeated in cache (target fraction >= 0.6). "
+        "Difference of the Predictor's output from the float32 whole-image output: "
+        + "; ".join(
+            f"`{r['name']}` ({r['predictor'].precision}) max {r['error_max']:.1e}, mean {r['error_mean']:.1e}"
+            for r in results
+        )
+        + " (on [0, 1]; one 8-bit level is 3.9e-03). "
+        f"Max |Predictor - naive same tile| = {first['seams']:.2e} for `{first['name']}` "
+        "(the naive loop's seams).",
         "",
         f"Peak memory of `{first['name']}` with tile {mem_tile} ({peak_what}): flat beyond the input and "
         "output buffers.",

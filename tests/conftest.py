@@ -19,6 +19,15 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0).contiguous()
 
 
+@pytest.fixture(autouse=True)
+def cpu_without_amx(monkeypatch):
+    """The CPU precision policy of a CPU without AMX bf16 tiles (float32), whatever this machine has,
+    so that results do not depend on the test machine; tests of the AMX policy patch it back on."""
+    import restore.infer.predictor as predictor
+
+    monkeypatch.setattr(predictor, "cpu_has_amx_bf16", lambda: False)
+
+
 @pytest.fixture(scope="session")
 def natural_pair() -> tuple[torch.Tensor, torch.Tensor]:
     """A natural RGB image (1, 3, 256, 256) and a noisy, slightly blurred version of it."""

@@ -174,6 +174,69 @@ def test_bf16_runs_under_autocast_with_float32_weights_and_output():
     assert 0 < rel < 1e-2, rel
 
 
+def amx(monkeypatch, present: bool = True) -> None:
+    """Make the CPU policy see (or not see) AMX bf16 tiles."""
+    import restore.infer.predictor as predictor_module
+
+    monkeypatch.setattr(predictor_module, "cpu_has_amx_bf16", lambda: present)
+
+
+def test_cpu_default_is_bf16_for_sr_networks_on_amx_cpus(monkeypatch):
+    amx(monkeypatch)
+    cpu = torch.device("cpu")
+    for name in ("compact_tiny", "edsr_tiny", "rrdbnet_small", "swinir_tiny"):
+        assert default_precision(models.get_spec(name), cpu) == torch.bfloat16, name
+    for name in ("nafnet_small", "lama_pushpull_small", "pushpull_inpaint", "spectral_mask", "sr3_x4_tiny"):
+        assert default_precision(models.get_spec(name), cpu) == torch.float32, name
+    no_bf16 = dataclasses.replace(models.get_spec("compact_tiny"), supports_bf16=False)
+    assert default_precision(no_bf16, cpu) == torch.float32
+    # A diffusion UNet served as "sr" by its sampler keeps float32: its spec is the UNet's by name.
+    served = dataclasses.replace(models.get_spec("sr3_x4_tiny"), task="sr")
+    assert default_precision(served, cpu) == torch.float32
+    # An unregistered SR network (a user's own spec) follows its spec's task.
+    custom = dataclasses.replace(models.get_spec("compact_tiny"), name="my_sr_net")
+    assert default_precision(custom, cpu) == torch.bfloat16
+    amx(monkeypatch, present=False)
+    assert default_precision(models.get_spec("compact_tiny"), cpu) == torch.float32
+
+
+def test_amx_default_runs_autocast_bf16_close_to_float32(monkeypatch):
+    amx(monkeypatch)
+    model = compact()
+    predictor = Predictor(model, device="cpu")
+    assert predictor.precision == "bf16" and predictor.channels_last
+    x = image(40, 36)
+    out = predictor(x)
+    seen = model.seen[-1]
+    assert seen["autocast"] and seen["autocast_dtype"] == torch.bfloat16 and seen["inference"]
+    assert out.dtype == torch.float32 and out.shape == (1, 3, 160, 144)
+    with torch.no_grad():
+        expected = model.inner(x)
+    error = (out - expected).abs()
+    # bf16 features, float32 skip and output: well under one 8-bit level on average
+    assert 0 < error.mean().item() < 1e-3 and error.max().item() < 2e-2
+    tiled = Predictor(compact(), device="cpu", tile=24)(x)  # exact tiling holds in bf16 too
+    assert (tiled - out).abs().max().item() < 1e-3
+    assert Predictor(compact(), device="cpu", precision="fp32").precision == "fp32"  # explicit wins
+
+
+def test_cpu_has_amx_bf16_reads_the_capabilities(monkeypatch):
+    import restore.infer.predictor as predictor_module
+
+    monkeypatch.undo()  # drop the autouse stand-in: the real probe
+    detect = predictor_module.cpu_has_amx_bf16.__wrapped__  # without its cache
+    assert detect() == predictor_module.cpu_has_amx_bf16() and isinstance(detect(), bool)
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"amx_bf16": True}, raising=False)
+    monkeypatch.setattr(torch.cpu, "_init_amx", lambda: True, raising=False)
+    assert detect() is True
+    monkeypatch.setattr(torch.cpu, "_init_amx", lambda: False)  # the kernel refuses the tile state
+    assert detect() is False
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"amx_bf16": False, "avx512_bf16": True})
+    assert detect() is False
+    monkeypatch.delattr(torch.cpu, "get_capabilities")  # an older PyTorch cannot tell
+    assert detect() is False
+
+
 def test_precision_names_and_policy(monkeypatch):
     spec = models.get_spec("compact_tiny")
     cpu = torch.device("cpu")

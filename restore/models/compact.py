@@ -84,11 +84,28 @@ class SRVGGNetCompact(nn.Module):
         out = x
         for layer in self.body:
             out = layer(out)
-        # Pixel shuffle written out, with the nearest-neighbour skip added before it: shuffling x
-        # repeated s*s times per channel is nearest(x), so this equals ``shuffle(out) + nearest(x)``
-        # exactly, on s*s times fewer pixels, and the single copy of the shuffle writes a contiguous
-        # output whatever the input layout (channels_last's shuffle and 3-channel interpolate are slow).
-        n, _, h, w = out.shape
-        s = self.scale
-        grouped = out.reshape(n, self.out_channels, s, s, h, w).add_(x[:, :, None, None])
-        return grouped.permute(0, 1, 4, 2, 5, 3).reshape(n, self.out_channels, h * s, w * s)
+        return shuffle_add_nearest(out, x, self.scale)
+
+
+def shuffle_add_nearest(features: torch.Tensor, x: torch.Tensor, scale: int) -> torch.Tensor:
+    """``pixel_shuffle(features, scale) + nearest(x, scale)`` in one pass.
+
+    features (N, C*s*s, H, W), x (N, C, H, W) -> (N, C, sH, sW), contiguous whatever the inputs'
+    layout, in the promoted dtype of the two (bf16 features + float32 x give float32).
+
+    Shuffling x repeated s*s times per channel is nearest(x), so the skip is added on s*s times
+    fewer pixels, and the shuffle is a strided view: without autograd, one ``torch.add`` reads both
+    and writes the contiguous output once (channels_last's own shuffle and 3-channel interpolate are
+    slow, and an in-place add on the 6-D view costs a second pass). With autograd, the same sum is an
+    add followed by one reshape copy. Both equal ``shuffle + nearest`` exactly in float32.
+    """
+    n, _, h, w = features.shape
+    c, s = x.shape[1], scale
+    grouped = features.reshape(n, c, s, s, h, w).permute(0, 1, 4, 2, 5, 3)  # (n, c, h, s, w, s)
+    skip = x[:, :, :, None, :, None]
+    if torch.is_grad_enabled() and (features.requires_grad or x.requires_grad):
+        return (grouped + skip).reshape(n, c, h * s, w * s)
+    dtype = torch.promote_types(features.dtype, x.dtype)
+    result = torch.empty(n, c, h * s, w * s, dtype=dtype, device=features.device)
+    torch.add(grouped, skip, out=result.view(n, c, h, s, w, s))
+    return result
