@@ -22,7 +22,8 @@ class ResidualBlockNoBN(nn.Module):
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv2(self.relu(self.conv1(x))) * self.res_scale
+        # one pass for the scaled residual sum (no separate multiply pass, none at all when 1.0)
+        return torch.add(x, self.conv2(self.relu(self.conv1(x))), alpha=self.res_scale)
 
 
 class PixelShuffleUpsample(nn.Sequential):
