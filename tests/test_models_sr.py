@@ -152,7 +152,7 @@ def test_residual_nets_start_near_their_skip_connection():
 
 
 def test_compact_shuffle_and_skip_in_one_pass_equal_pixel_shuffle_plus_nearest():
-    from restore.models.compact import shuffle_add_nearest
+    from restore.models.subpixel import shuffle_add_nearest
 
     gen = torch.Generator().manual_seed(0)
     features = torch.randn(2, 3 * 16, 5, 7, generator=gen)

@@ -48,6 +48,7 @@ import torch
 from torch import nn
 
 from restore.models.registry import ModelSpec, get_spec, spec_of
+from restore.models.subpixel import SubpixelOutput
 
 from .tiling import (
     default_overlap,
@@ -253,9 +254,14 @@ class Predictor:
     def _autocast(self):
         return compute_autocast(self.device, self.dtype)
 
-    def forward_tiles(self, *tiles: torch.Tensor) -> torch.Tensor:
+    def forward_tiles(self, *tiles: torch.Tensor) -> torch.Tensor | SubpixelOutput:
         """One model forward on a batch of tiles: to the device and layout, autocast, float32 out on
-        the device of ``tiles[0]``."""
+        the device of ``tiles[0]``.
+
+        On the CPU a model with ``forward_subpixel`` (Real-ESRGAN's compact network) returns its
+        :class:`~restore.models.subpixel.SubpixelOutput` instead, so that the tiling writes each tile
+        centre's shuffle and skip straight into the output image (it materialises it otherwise).
+        """
         home = tiles[0].device
         moved = []
         for t in tiles:
@@ -263,7 +269,11 @@ class Predictor:
             if self.channels_last:
                 t = t.contiguous(memory_format=torch.channels_last)
             moved.append(t)
+        on_cpu = self.device.type == "cpu" and home.type == "cpu"
+        subpixel = on_cpu and hasattr(self.model, "forward_subpixel")
         with torch.inference_mode(), self._autocast():
+            if subpixel:
+                return self.model.forward_subpixel(*moved)
             out = self.model(*moved)
         if not isinstance(out, torch.Tensor):
             raise TypeError(f"model {self.spec.name!r} returned {type(out).__name__}, expected a tensor")

@@ -34,6 +34,8 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from restore.models.subpixel import SubpixelOutput
+
 Box = tuple[int, int, int, int]
 TileFn = Callable[..., torch.Tensor]
 
@@ -193,6 +195,8 @@ def tiled_forward(
 
     - ``fn(*tiles) -> (B, C_out, h*scale, w*scale)``: called with one crop per input, all cut with
       the same boxes, ``tile_batch`` crops (tiles x images) concatenated along the batch dimension.
+      It may return a :class:`~restore.models.subpixel.SubpixelOutput` instead of a tensor: pasted
+      tile centres are then written straight into the output (one pass, no tile-sized copy).
     - ``inputs``: a tensor (N,C,H,W) or a sequence of tensors with equal N, H, W (image and mask).
     - ``tile``: tile side in input pixels (rounded down to ``size_multiple``); ``None`` or a tile
       covering the image: one pass over the whole padded image.
@@ -246,6 +250,8 @@ def tiled_forward(
     out_h, out_w = height * scale, width * scale
     if not tiled:  # one pass: the model's output, cropped; no accumulation buffer or copy
         result = fn(*padded)
+        if isinstance(result, SubpixelOutput):
+            result = result.materialize()
         expected = (n, ph * scale, pw * scale)
         if result.ndim != 4 or (result.shape[0], *result.shape[-2:]) != expected:
             raise ValueError(
@@ -262,6 +268,11 @@ def tiled_forward(
         group = boxes[first : first + per_call]
         crops = [torch.cat([x[..., t : t + th, l : l + tw] for t, l, _, _ in group]) for x in padded]
         result = fn(*crops)
+        subpixel = isinstance(result, SubpixelOutput)
+        # written in place only where tile centres are pasted on the sub-pixel grid, on this device
+        if subpixel and (not paste or zero % scale or result.skip.device != tensors[0].device):
+            result = result.materialize()
+            subpixel = False
         expected = (len(group) * n, th * scale, tw * scale)
         if result.ndim != 4 or (result.shape[0], *result.shape[-2:]) != expected:
             raise ValueError(
@@ -269,8 +280,12 @@ def tiled_forward(
                 f"expected (B={expected[0]}, C, {expected[1]}, {expected[2]}) with scale {scale}"
             )
         if out is None:
-            acc_dtype = torch.float64 if result.dtype == torch.float64 else torch.float32
-            out_dtype = result.dtype
+            if subpixel:
+                result_dtype = torch.promote_types(result.features.dtype, result.skip.dtype)
+            else:
+                result_dtype = result.dtype
+            acc_dtype = torch.float64 if result_dtype == torch.float64 else torch.float32
+            out_dtype = result_dtype
             device = tensors[0].device
             if paste:  # every pixel is written once or more: no zeros, no weight sums
                 out = torch.empty(n, result.shape[1], out_h, out_w, dtype=acc_dtype, device=device)
@@ -279,10 +294,11 @@ def tiled_forward(
                 row_sum = torch.zeros(ph * scale, dtype=acc_dtype, device=device)
                 col_sum = torch.zeros(pw * scale, dtype=acc_dtype, device=device)
                 profiles: dict[tuple[int, bool, bool], torch.Tensor] = {}
-        result = result.to(device=out.device, dtype=out.dtype)
+        if not subpixel:
+            result = result.to(device=out.device, dtype=out.dtype)
         for k, (top, left, h, w) in enumerate(group):
             y0, x0, y1, x1 = top * scale, left * scale, (top + h) * scale, (left + w) * scale
-            piece = result[k * n : (k + 1) * n]
+            piece = result.batch(k * n, (k + 1) * n) if subpixel else result[k * n : (k + 1) * n]
             if paste:
                 # Drop the zero bands of interior edges and the bottom/right padding.
                 a = zero if top > 0 else 0
@@ -290,7 +306,11 @@ def tiled_forward(
                 c = zero if left > 0 else 0
                 d = min(x1 - (zero if left + w < pw else 0), out_w) - x0
                 if b > a and d > c:
-                    out[..., y0 + a : y0 + b, x0 + c : x0 + d] = piece[..., a:b, c:d]
+                    target = out[..., y0 + a : y0 + b, x0 + c : x0 + d]
+                    if subpixel:  # shuffle + skip written straight into the output
+                        piece.write_to(target, a, b, c, d)
+                    else:
+                        target.copy_(piece[..., a:b, c:d])
                 continue
             rows = _profile(profiles, h * scale, top > 0, top + h < ph, zero, ramp, out)
             cols = _profile(profiles, w * scale, left > 0, left + w < pw, zero, ramp, out)

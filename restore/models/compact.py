@@ -12,6 +12,7 @@ from torch import nn
 
 from .blocks import check_scale
 from .registry import register_model
+from .subpixel import SubpixelOutput, shuffle_add_nearest
 
 
 @register_model(
@@ -80,32 +81,19 @@ class SRVGGNetCompact(nn.Module):
             return nn.ReLU(inplace=True)
         return nn.LeakyReLU(negative_slope=0.1, inplace=True)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """(N,C,H,W) -> the last conv's output (N, C*s*s, H, W), before the shuffle and the skip."""
         out = x
         for layer in self.body:
             out = layer(out)
-        return shuffle_add_nearest(out, x, self.scale)
+        return out
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # shuffle(features) + nearest(x) in one pass on s*s fewer pixels (restore.models.subpixel):
+        # contiguous output whatever the input layout, and the float32 skip keeps a bf16 body's
+        # output float32.
+        return shuffle_add_nearest(self.features(x), x, self.scale)
 
-def shuffle_add_nearest(features: torch.Tensor, x: torch.Tensor, scale: int) -> torch.Tensor:
-    """``pixel_shuffle(features, scale) + nearest(x, scale)`` in one pass.
-
-    features (N, C*s*s, H, W), x (N, C, H, W) -> (N, C, sH, sW), contiguous whatever the inputs'
-    layout, in the promoted dtype of the two (bf16 features + float32 x give float32).
-
-    Shuffling x repeated s*s times per channel is nearest(x), so the skip is added on s*s times
-    fewer pixels, and the shuffle is a strided view: without autograd, one ``torch.add`` reads both
-    and writes the contiguous output once (channels_last's own shuffle and 3-channel interpolate are
-    slow, and an in-place add on the 6-D view costs a second pass). With autograd, the same sum is an
-    add followed by one reshape copy. Both equal ``shuffle + nearest`` exactly in float32.
-    """
-    n, _, h, w = features.shape
-    c, s = x.shape[1], scale
-    grouped = features.reshape(n, c, s, s, h, w).permute(0, 1, 4, 2, 5, 3)  # (n, c, h, s, w, s)
-    skip = x[:, :, :, None, :, None]
-    if torch.is_grad_enabled() and (features.requires_grad or x.requires_grad):
-        return (grouped + skip).reshape(n, c, h * s, w * s)
-    dtype = torch.promote_types(features.dtype, x.dtype)
-    result = torch.empty(n, c, h * s, w * s, dtype=dtype, device=features.device)
-    torch.add(grouped, skip, out=result.view(n, c, h, s, w, s))
-    return result
+    def forward_subpixel(self, x: torch.Tensor) -> SubpixelOutput:
+        """``forward`` without materialising the output, for tiled inference to write in place."""
+        return SubpixelOutput(self.features(x), x, self.scale)

@@ -1,0 +1,98 @@
+"""Sub-pixel outputs: in-place writes of shuffle + skip, their use by tiling and the Predictor."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import restore.models as models
+from restore.infer import Predictor
+from restore.infer.tiling import default_overlap, tiled_forward
+from restore.models.subpixel import SubpixelOutput, shuffle_add_nearest
+
+
+def parts(n: int = 2, c: int = 3, s: int = 4, h: int = 9, w: int = 11, seed: int = 0) -> SubpixelOutput:
+    gen = torch.Generator().manual_seed(seed)
+    features = torch.randn(n, c * s * s, h, w, generator=gen).contiguous(memory_format=torch.channels_last)
+    return SubpixelOutput(features, torch.rand(n, c, h, w, generator=gen), s)
+
+
+def test_materialize_is_pixel_shuffle_plus_nearest_and_shape_matches():
+    out = parts()
+    expected = F.pixel_shuffle(out.features, 4) + F.interpolate(out.skip, scale_factor=4, mode="nearest")
+    assert out.shape == expected.shape == (2, 3, 36, 44) and out.ndim == 4
+    assert torch.equal(out.materialize(), expected)
+    assert torch.equal(out.batch(1, 2).materialize(), expected[1:2])
+
+
+@pytest.mark.parametrize("crop", [(0, 36, 0, 44), (4, 32, 8, 40), (12, 16, 0, 4)])
+def test_write_to_fills_exactly_the_crop_of_a_larger_image(crop):
+    out = parts()
+    top, bottom, left, right = crop
+    image = torch.full((2, 3, 60, 70), -7.0)
+    y0, x0 = 8, 12  # where the crop lands: any offset in the big image
+    target = image[..., y0 : y0 + bottom - top, x0 : x0 + right - left]
+    out.write_to(target, top, bottom, left, right)
+    assert torch.equal(target, out.materialize()[..., top:bottom, left:right])
+    untouched = torch.ones_like(image, dtype=torch.bool)
+    untouched[..., y0 : y0 + bottom - top, x0 : x0 + right - left] = False
+    assert (image[untouched] == -7.0).all()
+
+
+def test_write_to_rejects_crops_off_the_grid_and_mismatched_destinations():
+    out = parts()
+    with pytest.raises(ValueError, match="not on the x4 grid"):
+        out.write_to(torch.empty(2, 3, 6, 8), 2, 8, 0, 8)
+    with pytest.raises(ValueError, match="does not match the crop"):
+        out.write_to(torch.empty(2, 3, 8, 8), 0, 4, 0, 8)
+
+
+def test_bf16_features_and_float32_skip_sum_in_float32():
+    out = parts()
+    half = SubpixelOutput(out.features.bfloat16(), out.skip, 4)
+    expected = F.pixel_shuffle(out.features.bfloat16().float(), 4) + F.interpolate(out.skip, scale_factor=4)
+    target = torch.empty(2, 3, 36, 44)
+    half.write_to(target, 0, 36, 0, 44)
+    assert half.materialize().dtype == torch.float32
+    assert torch.equal(half.materialize(), expected) and torch.equal(target, expected)
+
+
+def compact_fn(model: torch.nn.Module, subpixel: bool):
+    def fn(x: torch.Tensor):
+        with torch.inference_mode():
+            return model.forward_subpixel(x) if subpixel else model(x)
+
+    return fn
+
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_tiling_with_subpixel_tiles_equals_tiling_with_tensors(exact):
+    torch.manual_seed(0)
+    model = models.build("compact_tiny").eval()
+    x = torch.rand(2, 3, 70, 90, generator=torch.Generator().manual_seed(1))
+    rf = model.spec.receptive_field
+    # exact: tile centres written in place; blended (ramp): the parts are materialised first
+    options = {"scale": 4, "tile": 40, "receptive_field": rf, "overlap": default_overlap(rf, exact=exact)}
+    written = tiled_forward(compact_fn(model, True), x, **options, tile_batch=3)
+    copied = tiled_forward(compact_fn(model, False), x, **options, tile_batch=3)
+    whole = tiled_forward(compact_fn(model, True), x, **{**options, "tile": None})
+    assert written.dtype == torch.float32 and written.shape == (2, 3, 280, 360)
+    assert torch.equal(written, copied)
+    with torch.no_grad():
+        reference = model(x)
+    assert torch.equal(whole, reference)
+    assert (written - reference).abs().max().item() < (1e-6 if exact else 1e-5)
+
+
+def test_predictor_on_the_cpu_writes_compact_tiles_in_place():
+    torch.manual_seed(0)
+    model = models.build("compact_tiny")
+    predictor = Predictor(model, device="cpu", precision="fp32", tile=48)
+    x = torch.rand(1, 3, 100, 130, generator=torch.Generator().manual_seed(2))
+    assert isinstance(predictor.forward_tiles(x[..., :48, :48]), SubpixelOutput)
+    out = predictor(x)
+    assert predictor.last_tile == 48
+    with torch.no_grad():
+        reference = shuffle_add_nearest(model.features(x.contiguous(memory_format=torch.channels_last)), x, 4)
+    assert torch.equal(out, reference)
