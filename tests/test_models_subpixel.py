@@ -96,3 +96,32 @@ def test_predictor_on_the_cpu_writes_compact_tiles_in_place():
     with torch.no_grad():
         reference = shuffle_add_nearest(model.features(x.contiguous(memory_format=torch.channels_last)), x, 4)
     assert torch.equal(out, reference)
+
+
+def test_predictor_calls_forward_when_it_is_not_the_one_forward_subpixel_stands_for():
+    from restore.infer.predictor import subpixel_stands_for_forward
+    from restore.models.compact import SRVGGNetCompact
+
+    class Brighter(SRVGGNetCompact):  # a subclass that changes forward
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return super().forward(x) + 1.0
+
+    torch.manual_seed(0)
+    plain = models.build("compact_tiny")
+    assert subpixel_stands_for_forward(plain)
+    brighter = Brighter(num_feat=8, num_conv=2)
+    brighter.spec = plain.spec
+    assert not subpixel_stands_for_forward(brighter)
+    x = torch.rand(1, 3, 100, 100, generator=torch.Generator().manual_seed(3))
+    out = Predictor(brighter, device="cpu", precision="fp32", tile=48)(x)
+    with torch.no_grad():
+        assert torch.allclose(out, brighter(x), atol=1e-6)  # the +1 was not skipped
+    hooked = models.build("compact_tiny")
+    calls = []
+    hooked.register_forward_hook(lambda module, args, output: calls.append(output.shape))
+    assert not subpixel_stands_for_forward(hooked)
+    Predictor(hooked, device="cpu", precision="fp32", tile=48)(x)
+    assert len(calls) == 9  # the hook saw every tile (3 x 3 tiles)
+    patched = models.build("compact_tiny")
+    patched.forward = lambda t: torch.zeros(1)  # an instance attribute wins over the class
+    assert not subpixel_stands_for_forward(patched)

@@ -191,6 +191,18 @@ def available_ram() -> int:
         return CPU_BUDGET_CAP
 
 
+def subpixel_stands_for_forward(model: nn.Module) -> bool:
+    """Whether ``model.forward_subpixel`` computes what calling ``model`` would: the class that
+    defines it also defines the ``forward`` in use (not changed by a subclass or on the instance), and
+    no forward hooks are registered (they would be skipped)."""
+    owner = next((c for c in type(model).__mro__ if "forward_subpixel" in vars(c)), None)
+    if owner is None or "forward" in vars(model) or "forward_subpixel" in vars(model):
+        return False
+    if type(model).forward is not owner.forward:
+        return False
+    return not (model._forward_hooks or model._forward_pre_hooks)
+
+
 class Predictor:
     """Runs a restore model on whole images: device, precision, channels_last, tiles and OOM fallback.
 
@@ -270,9 +282,8 @@ class Predictor:
                 t = t.contiguous(memory_format=torch.channels_last)
             moved.append(t)
         on_cpu = self.device.type == "cpu" and home.type == "cpu"
-        subpixel = on_cpu and hasattr(self.model, "forward_subpixel")
         with torch.inference_mode(), self._autocast():
-            if subpixel:
+            if on_cpu and subpixel_stands_for_forward(self.model):
                 return self.model.forward_subpixel(*moved)
             out = self.model(*moved)
         if not isinstance(out, torch.Tensor):
