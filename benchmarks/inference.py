@@ -22,6 +22,7 @@ One run measures, for one model (default ``compact_tiny`` x4, random weights) on
     python benchmarks/inference.py                       # CPU, full sizes, writes docs/benchmarks.md
     python benchmarks/inference.py --device cuda
     python benchmarks/inference.py --size 400x300 --mem-sizes 0.1 0.2 --repeats 1 --no-write   # quick
+    python benchmarks/inference.py --precision fp32 --models compact_tiny --no-write   # float32 path
 """
 
 from __future__ import annotations
@@ -168,7 +169,7 @@ def speed(name: str, args: argparse.Namespace, x: torch.Tensor) -> dict:
     """
     device = args.device
     height, width = x.shape[-2:]
-    predictor = Predictor(build(name, device), device=device, tile=args.tile)
+    predictor = Predictor(build(name, device), device=device, tile=args.tile, precision=args.precision)
     scale = predictor.spec.scale
     out_mp = width * height * scale**2 / 1e6
     start = time.perf_counter()
@@ -349,6 +350,9 @@ def main() -> None:
     )
     parser.add_argument("--size", default="2000x1500", help="input WIDTHxHEIGHT (default 2000x1500)")
     parser.add_argument("--tile", type=int, default=None, help="tile side (default: the Predictor's choice)")
+    parser.add_argument(
+        "--precision", choices=("fp32", "bf16", "fp16"), help="(default: the Predictor's policy)"
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--mem-sizes", type=float, nargs="+", default=[1, 4, 16], help="input megapixels")
     parser.add_argument(

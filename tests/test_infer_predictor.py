@@ -181,21 +181,22 @@ def amx(monkeypatch, present: bool = True) -> None:
     monkeypatch.setattr(predictor_module, "cpu_has_amx_bf16", lambda: present)
 
 
-def test_cpu_default_is_bf16_for_sr_networks_on_amx_cpus(monkeypatch):
+CPU_BF16 = {"compact", "compact_general", "compact_tiny", "edsr", "edsr_full", "edsr_tiny", "rrdbnet",
+            "rrdbnet_small", "srresnet"}
+
+
+def test_cpu_default_is_bf16_for_declared_conv_networks_on_amx_cpus(monkeypatch):
+    assert {name for name in models.available() if models.get_spec(name).cpu_bf16} == CPU_BF16
     amx(monkeypatch)
     cpu = torch.device("cpu")
-    for name in ("compact_tiny", "edsr_tiny", "rrdbnet_small", "swinir_tiny"):
-        assert default_precision(models.get_spec(name), cpu) == torch.bfloat16, name
-    for name in ("nafnet_small", "lama_pushpull_small", "pushpull_inpaint", "spectral_mask", "sr3_x4_tiny"):
-        assert default_precision(models.get_spec(name), cpu) == torch.float32, name
+    for name in models.available():
+        expected = torch.bfloat16 if name in CPU_BF16 else torch.float32
+        assert default_precision(models.get_spec(name), cpu) == expected, name
     no_bf16 = dataclasses.replace(models.get_spec("compact_tiny"), supports_bf16=False)
     assert default_precision(no_bf16, cpu) == torch.float32
-    # A diffusion UNet served as "sr" by its sampler keeps float32: its spec is the UNet's by name.
+    # A diffusion UNet served as "sr" by its sampler keeps float32 (the sampler copies its spec).
     served = dataclasses.replace(models.get_spec("sr3_x4_tiny"), task="sr")
     assert default_precision(served, cpu) == torch.float32
-    # An unregistered SR network (a user's own spec) follows its spec's task.
-    custom = dataclasses.replace(models.get_spec("compact_tiny"), name="my_sr_net")
-    assert default_precision(custom, cpu) == torch.bfloat16
     amx(monkeypatch, present=False)
     assert default_precision(models.get_spec("compact_tiny"), cpu) == torch.float32
 

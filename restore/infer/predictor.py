@@ -3,13 +3,13 @@
 Precision policy (``precision=None``):
 
 - CPU with AMX bf16 tiles (Sapphire Rapids and later; :func:`cpu_has_amx_bf16`): bf16 autocast
-  with channels_last for super-resolution networks (not diffusion samplers) that declare bf16
-  support. oneDNN runs bf16 convolutions on the AMX tiles at about 6x float32's speed (a 32->32
-  3x3 conv on a 320-pixel tile: 1386 against 229 GFLOP/s on the 2-core CI machine); whole SR
-  networks run 1.8-3.9x faster (compact_tiny, edsr_tiny, rrdbnet_small, srresnet; swinir_tiny
-  1.0x), and the bundled sr-x4 / sr-x2 score within 0.002 dB PSNR-Y of float32 on Set5, Set14 and
-  BSD100 (docs/inference.md). Inpainting and deblurring networks gain only 1.1x there (LayerNorm,
-  FFTs and gates stay float32) and keep float32;
+  with channels_last for models that declare ``spec.cpu_bf16`` (the convolutional SR networks
+  ``compact*``, ``edsr*``, ``rrdbnet*``, ``srresnet``). oneDNN runs bf16 convolutions on the AMX
+  tiles at about 6x float32's speed (a 32->32 3x3 conv on a 320-pixel tile: 1386 against 229
+  GFLOP/s on the 2-core CI machine); those networks run 1.7-3.9x faster, and the bundled sr-x4 / sr-x2
+  score within 0.001 dB PSNR-Y of float32 on Set5, Set14 and BSD100 (docs/benchmarks.md, "CPU
+  precision"). Transformers (SwinIR: 0.97x), inpainting and deblurring networks (1.03-1.25x:
+  LayerNorm, softmax, FFTs and gates stay float32) and diffusion UNets keep float32;
 - other CPUs: float32 with channels_last model and inputs (0.9-2x the speed of contiguous float32,
   while bf16 without AMX runs at 0.47-1.08x, i.e. slower);
 - CUDA: bf16 autocast when the model supports it and the GPU has bf16, else fp16 when the model
@@ -47,7 +47,7 @@ from contextlib import nullcontext
 import torch
 from torch import nn
 
-from restore.models.registry import ModelSpec, get_spec, spec_of
+from restore.models.registry import ModelSpec, spec_of
 from restore.models.subpixel import SubpixelOutput
 
 from .tiling import (
@@ -79,7 +79,6 @@ CPU_TILE_BATCH = 1
 # 1.93 / 2.35 / 2.48 / 2.22 at 160 / 240 / 320 / 400; rrdbnet_small 0.55 / 0.58 / 0.55 at 240 / 360 / 480.
 CPU_CACHE_TILE = 320
 CACHE_TILED_TASKS = ("sr",)  # convolution-only families; inpainting/deblurring nets use global context
-CPU_BF16_TASKS = ("sr",)  # families that run bf16 by default on AMX CPUs (module docstring)
 PROBE_SIZE = 64
 
 
@@ -117,20 +116,12 @@ def cpu_has_amx_bf16() -> bool:
         return False
 
 
-def _architecture_task(spec: ModelSpec) -> str:
-    """The task of the registered architecture behind ``spec`` (a diffusion UNet served as ``sr`` by
-    a sampler stays ``diffusion``); ``spec.task`` for an unregistered name."""
-    try:
-        return get_spec(spec.name).task
-    except KeyError:
-        return spec.task
-
-
 def default_precision(spec: ModelSpec, device: torch.device) -> torch.dtype:
-    """The policy of the module docstring: on the CPU bf16 for SR models where AMX bf16 is present,
-    else float32; on CUDA bf16, else fp16, else float32, by what the model supports."""
+    """The policy of the module docstring: on the CPU bf16 for models that declare ``cpu_bf16`` where
+    AMX bf16 is present, else float32; on CUDA bf16, else fp16, else float32, by what the model
+    supports."""
     if device.type != "cuda":
-        fast_bf16 = spec.supports_bf16 and _architecture_task(spec) in CPU_BF16_TASKS and cpu_has_amx_bf16()
+        fast_bf16 = spec.cpu_bf16 and spec.supports_bf16 and cpu_has_amx_bf16()
         return torch.bfloat16 if fast_bf16 else torch.float32
     if spec.supports_bf16 and _bf16_available(device):
         return torch.bfloat16

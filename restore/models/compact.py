@@ -22,6 +22,7 @@ from .subpixel import SubpixelOutput, shuffle_add_nearest
     scale=4,
     receptive_field=18,
     exact_tiling=True,
+    cpu_bf16=True,
     summary="Real-ESRGAN SRVGGNetCompact, 16 convs of 64 features (animevideo-v3 size)",
 )
 @register_model(
@@ -31,6 +32,7 @@ from .subpixel import SubpixelOutput, shuffle_add_nearest
     scale=4,
     receptive_field=34,
     exact_tiling=True,
+    cpu_bf16=True,
     summary="Real-ESRGAN SRVGGNetCompact, 32 convs of 64 features (realesr-general-x4v3 size)",
 )
 @register_model(
@@ -40,6 +42,7 @@ from .subpixel import SubpixelOutput, shuffle_add_nearest
     scale=4,
     receptive_field=10,
     exact_tiling=True,
+    cpu_bf16=True,
     summary="SRVGGNetCompact with 8 convs of 32 features: the cheapest CPU network",
 )
 class SRVGGNetCompact(nn.Module):

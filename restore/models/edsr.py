@@ -22,6 +22,7 @@ DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
     scale=4,
     receptive_field=36,
     exact_tiling=True,
+    cpu_bf16=True,
     summary="EDSR baseline (16 blocks, 64 features; 1.5M parameters at x4)",
 )
 @register_model(
@@ -31,6 +32,7 @@ DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
     scale=4,
     receptive_field=68,
     exact_tiling=True,
+    cpu_bf16=True,
     summary="EDSR full (32 blocks, 256 features, residual scale 0.1; 43M parameters at x4)",
 )
 @register_model(
@@ -40,6 +42,7 @@ DIV2K_RGB_MEAN = (0.4488, 0.4371, 0.4040)
     scale=4,
     receptive_field=20,
     exact_tiling=True,
+    cpu_bf16=True,
     summary="EDSR with 8 blocks of 32 features (233k parameters at x4): a fast CPU network",
 )
 class EDSR(nn.Module):

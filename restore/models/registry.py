@@ -71,6 +71,9 @@ class ModelSpec:
       a gradient test), so tiles overlapping by ``2 * receptive_field`` reproduce the whole-image
       output and are pasted without a blending ramp. False: an effective radius (deep or attention
       networks whose reach decays), blended over an extra ramp.
+    - ``cpu_bf16``: bf16 autocast is this model's CPU default where the CPU has AMX bf16 tiles
+      (convolution-dominated networks, 1.7-3.9x faster there with scores unchanged; measured by
+      ``benchmarks/cpu_precision.py``). False: float32 on every CPU.
     - ``config``: the constructor arguments of this named configuration.
     """
 
@@ -85,6 +88,7 @@ class ModelSpec:
     size_multiple: int = 1
     receptive_field: int = 16
     exact_tiling: bool = False
+    cpu_bf16: bool = False
     inputs: tuple[str, ...] = ("image",)
     config: dict[str, Any] = field(default_factory=dict, compare=False)
     summary: str = field(default="", compare=False)
@@ -102,6 +106,7 @@ class ModelSpec:
             "size_multiple": self.size_multiple,
             "receptive_field": self.receptive_field,
             "exact_tiling": self.exact_tiling,
+            "cpu_bf16": self.cpu_bf16,
             "inputs": ",".join(self.inputs),
             "summary": self.summary,
         }

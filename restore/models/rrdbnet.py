@@ -56,6 +56,7 @@ class RRDB(nn.Module):
     config={"scale": 4, "num_feat": 64, "num_block": 23, "num_grow_ch": 32},
     scale=4,
     receptive_field=32,
+    cpu_bf16=True,
     summary="ESRGAN / Real-ESRGAN generator (23 RRDB blocks, 16.7M parameters at x4)",
 )
 @register_model(
@@ -64,6 +65,7 @@ class RRDB(nn.Module):
     config={"scale": 4, "num_feat": 32, "num_block": 3, "num_grow_ch": 32},
     scale=4,
     receptive_field=24,
+    cpu_bf16=True,
     summary="RRDBNet with 3 blocks of 32 features (growth 32 as the release, so spandrel reads it)",
 )
 class RRDBNet(nn.Module):

@@ -22,6 +22,7 @@ from .registry import register_model
     scale=4,
     receptive_field=36,
     exact_tiling=True,
+    cpu_bf16=True,
     summary="SRGAN's SRResNet without batch norm (BasicSR MSRResNet; 1.5M parameters at x4)",
 )
 class SRResNet(nn.Module):

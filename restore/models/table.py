@@ -13,7 +13,7 @@ from losses.table import format_markdown, format_text, replace_block
 from .registry import ModelSpec, specs
 
 COLUMNS = ("name", "task", "scale", "parameters", "supports_fp16", "supports_bf16", "size_multiple",
-           "receptive_field", "exact_tiling", "inputs")
+           "receptive_field", "exact_tiling", "cpu_bf16", "inputs")
 START, END = "<!-- models-table:start -->", "<!-- models-table:end -->"
 
 
