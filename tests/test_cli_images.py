@@ -170,6 +170,22 @@ def test_format_quality_include_exclude(tmp_path, nearest):
     assert [p.name for p in (tmp_path / "only_sub").rglob("*.png")] == ["d.png"]
 
 
+def test_png_compression_sets_the_zlib_level_and_keeps_the_pixels(tmp_path, nearest, capsys):
+    src = tmp_path / "in"
+    smooth = np.repeat(np.linspace(0, 255, 40, dtype=np.uint8)[None, :, None], 30, axis=0).repeat(3, axis=2)
+    save_png(src / "a.png", smooth)
+    sizes = {}
+    for level in ("0", "9"):
+        assert main(upscale(src, tmp_path / level, "--model", nearest, "--png-compression", level)) == 0
+        out = tmp_path / level / "a.png"
+        np.testing.assert_array_equal(load(out), up(smooth))
+        sizes[level] = out.stat().st_size
+    assert sizes["0"] > 3 * sizes["9"]
+    with pytest.raises(SystemExit):
+        main(upscale(src, tmp_path / "bad", "--model", nearest, "--png-compression", "10"))
+    assert "invalid choice: 10" in capsys.readouterr().err
+
+
 def test_single_file_to_file_and_to_folder(tmp_path, nearest, capsys):
     array = save_png(tmp_path / "one.png", pixels(7, 9, seed=3))
     assert main(upscale(tmp_path / "one.png", tmp_path / "result" / "big.png", "--model", nearest)) == 0

@@ -562,3 +562,40 @@ def test_import_does_not_pull_heavy_optional_packages():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("shape", [(6, 7), (6, 7, 3), (6, 7, 4)])
+def test_save_like_writes_integer_results_as_they_are(tmp_path, dtype, shape):
+    image = pixels(shape, dtype)
+    source = to_model_input(image)
+    result = from_model_output(source.rgb, source)  # the identity "model"; the alpha is carried over
+    assert result.dtype == dtype
+    path = save_like(result, tmp_path / "x.png", source)
+    back = np.asarray(Image.open(path)) if dtype == np.uint8 else cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if dtype == np.uint16 and back.ndim == 3:
+        back = back[..., [2, 1, 0, 3][: back.shape[2]]]
+    np.testing.assert_array_equal(back, image)
+
+
+def test_save_like_carries_the_source_icc_profile_for_integer_results(tmp_path):
+    im = pil_image("RGB")
+    im.info["icc_profile"] = SRGB
+    source = to_model_input(im)
+    array = np.asarray(im)  # an integer result: the fast path
+    assert read_icc_profile(save_like(array, tmp_path / "x.png", source)) == SRGB
+    with pytest.warns(UserWarning, match="BMP cannot carry an ICC profile"):
+        assert read_icc_profile(save_like(array, tmp_path / "x.bmp", source)) is None
+    with pytest.raises(ValueError, match="16-bit result keeps its depth only in PNG"):
+        save_like(array.astype(np.uint16), tmp_path / "x.jpg", source)
+
+
+def test_all_finite_sees_nan_and_both_infinities():
+    from restore.io.convert import all_finite
+
+    x = torch.rand(2, 3, 5, 5)
+    assert all_finite(x) and all_finite(x.bfloat16())
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        y = x.clone()
+        y[1, 2, 3, 4] = bad
+        assert not all_finite(y), bad

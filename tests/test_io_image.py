@@ -408,3 +408,73 @@ def test_icc_profile_absent_invalid_or_unsupported(tmp_path):
     (tmp_path / "notes.png").write_text("not a picture")
     with pytest.raises(ImageReadError, match="not a recognised image"):
         read_icc_profile(tmp_path / "notes.png")
+
+
+# ----------------------------------------------------------------------------- integer arrays
+
+
+@pytest.mark.parametrize("shape", [(7, 9), (7, 9, 1), (7, 9, 2), (7, 9, 3), (7, 9, 4)])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_write_array_round_trips_exactly_as_opencv_reads_it(tmp_path, shape, dtype):
+    from restore.io import write_array
+
+    gen = np.random.default_rng(0)
+    array = gen.integers(0, np.iinfo(dtype).max + 1, size=shape, dtype=dtype)
+    path = write_array(tmp_path / "a.png", array)
+    decoded = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    expected = array[..., 0] if array.ndim == 3 and array.shape[2] == 1 else array
+    if expected.ndim == 3 and expected.shape[2] >= 3:  # OpenCV gives BGR(A)
+        decoded = decoded[..., [2, 1, 0, 3][: expected.shape[2]]]
+    if expected.ndim == 3 and expected.shape[2] == 2:  # OpenCV has no gray+alpha: compare with Pillow
+        decoded = np.asarray(Image.open(path).convert("LA")) if dtype == np.uint8 else expected
+    assert decoded.dtype == dtype
+    np.testing.assert_array_equal(decoded, expected)
+
+
+def test_write_array_equals_write_image_of_the_same_levels(tmp_path):
+    from restore.io import write_array
+
+    image = random_levels((3, 10, 12), 255)
+    float_path = write_image(tmp_path / "f.jpg", image, quality=90)
+    array = (image * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    array_path = write_array(tmp_path / "a.jpg", array, quality=90)
+    assert float_path.read_bytes() == array_path.read_bytes()
+
+
+def test_png_compression_trades_size_for_speed_with_identical_pixels(tmp_path, natural_pair):
+    from restore.infer.image_commands import PNG_COMPRESSION
+    from restore.io import write_array
+    from restore.io.image import DEFAULT_PNG_COMPRESSION
+
+    assert DEFAULT_PNG_COMPRESSION == PNG_COMPRESSION == 1  # OpenCV's default; the CLI's mirrors it
+    clean = (natural_pair[0][0] * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    sizes = {}
+    for level in (0, 1, 9):
+        path = write_array(tmp_path / f"l{level}.png", clean, png_compression=level)
+        np.testing.assert_array_equal(np.asarray(Image.open(path)), clean)
+        sizes[level] = path.stat().st_size
+    assert sizes[0] > sizes[1] > sizes[9]
+    assert write_array(tmp_path / "d.png", clean).stat().st_size == sizes[1]
+    sixteen = write_image(tmp_path / "s.png", natural_pair[0][0], bit_depth=16, png_compression=9)
+    assert torch.equal(read_image(sixteen), (natural_pair[0][0] * 65535).round() / 65535)
+
+
+def test_write_array_validates_its_arguments(tmp_path):
+    from restore.io import write_array
+
+    rgb = np.zeros((4, 5, 3), np.uint8)
+    with pytest.raises(TypeError, match="uint8 or uint16 numpy array, got float32"):
+        write_array(tmp_path / "a.png", rgb.astype(np.float32))
+    with pytest.raises(ValueError, match=r"C in 1..4, not empty; got \(4, 5, 5\)"):
+        write_array(tmp_path / "a.png", np.zeros((4, 5, 5), np.uint8))
+    with pytest.raises(ValueError, match="not empty"):
+        write_array(tmp_path / "a.png", np.zeros((0, 5, 3), np.uint8))
+    with pytest.raises(ValueError, match="bit_depth=16 is supported for PNG only"):
+        write_array(tmp_path / "a.jpg", rgb.astype(np.uint16))
+    with pytest.raises(ValueError, match="png_compression must be an int in 0..9, got 10"):
+        write_array(tmp_path / "a.png", rgb, png_compression=10)
+    with pytest.raises(ValueError, match="JPEG has no alpha"):
+        write_array(tmp_path / "a.jpg", np.zeros((4, 5, 4), np.uint8))
+    with pytest.raises(FileNotFoundError, match="output folder does not exist"):
+        write_array(tmp_path / "missing" / "a.png", rgb)
+    assert list(tmp_path.iterdir()) == []

@@ -19,6 +19,7 @@ FORMATS = ("same", "png", "jpg", "webp", "tif", "bmp")
 TASKS = {"upscale": "sr", "deblur": "deblur", "inpaint": "inpaint"}
 SAMPLING_COMMANDS = ("upscale", "inpaint")  # a diffusion model may serve these (restore.api)
 SCHEDULERS = ("ddim", "dpm", "ddpm")  # restore.diffusion.SCHEDULERS (not imported at CLI start-up)
+PNG_COMPRESSION = 1  # restore.io.image.DEFAULT_PNG_COMPRESSION (not imported at CLI start-up)
 
 
 def add_image_commands(sub: argparse._SubParsersAction) -> None:
@@ -75,6 +76,14 @@ def add_image_commands(sub: argparse._SubParsersAction) -> None:
             "--format", choices=FORMATS, default="same", help="output format (default: the input's)"
         )
         p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality (default: %(default)s)")
+        p.add_argument(
+            "--png-compression",
+            type=int,
+            choices=range(10),
+            default=PNG_COMPRESSION,
+            metavar="0-9",
+            help="PNG zlib level: 1 is fast (OpenCV's default), 9 smallest (default: %(default)s)",
+        )
         p.add_argument(
             "--max-pixels",
             type=float,
@@ -175,10 +184,10 @@ def run_image_command(args: argparse.Namespace) -> int:
         from restore.io.convert import from_model_output, save_like
 
         source, out, alpha = result
-        image = from_model_output(out.clamp(0, 1), source, alpha=alpha)
+        image = from_model_output(out, source, alpha=alpha)  # clamps to [0, 1] itself
         if source.bit_depth == 16 and job.target.suffix.lower() != ".png":
             image = (image.astype("float64") / 257.0).round().astype("uint8")  # 16-bit only fits PNG
-        save_like(image, job.target, source, quality=args.quality)
+        save_like(image, job.target, source, quality=args.quality, png_compression=args.png_compression)
 
     report = run_jobs(
         jobs,

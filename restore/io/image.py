@@ -36,8 +36,13 @@ __all__ = [
     "read_icc_profile",
     "read_image",
     "read_image_with_alpha",
+    "write_array",
     "write_image",
 ]
+
+# zlib level of PNG writes: OpenCV's default (and so BasicSR's and Real-ESRGAN's): on a 48-megapixel
+# x4 output 1.65 s and 19.4 MB, against 4.78 s and 15.0 MB at Pillow's default 6.
+DEFAULT_PNG_COMPRESSION = 1
 
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
@@ -362,6 +367,7 @@ def write_image(
     quality: int = 95,
     alpha: torch.Tensor | None = None,
     icc_profile: bytes | None = None,
+    png_compression: int = DEFAULT_PNG_COMPRESSION,
 ) -> Path:
     """Write a float tensor ``(C, H, W)`` or ``(1, C, H, W)`` in [0, 1] to ``path``; returns the path.
 
@@ -369,39 +375,64 @@ def write_image(
     2 (gray + alpha), 3 (RGB) or 4 (RGBA); ``alpha`` (1, H, W) may also be passed separately.
     The format comes from the suffix (``.png .jpg .jpeg .webp .bmp .tif .tiff``); ``quality``
     (1..100) applies to JPEG and WebP (JPEG >= 90 uses 4:4:4 chroma, WebP 100 is lossless).
-    ``bit_depth=16`` is for PNG. ``icc_profile`` (the bytes of an ICC profile, e.g. from
+    ``bit_depth=16`` is for PNG; ``png_compression`` is its zlib level (0-9; default 1 as OpenCV: fast,
+    larger files). ``icc_profile`` (the bytes of an ICC profile, e.g. from
     :func:`read_icc_profile`) is embedded in PNG (16-bit too, as an iCCP chunk), JPEG, WebP and
     TIFF files (BMP cannot carry one: ValueError); the pixels are written as given, not converted.
     The write is atomic: a temporary file in the same folder is renamed over the target with
     ``os.replace``, so a failed write leaves no partial file.
     """
     path = Path(path)
-    fmt = _FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise ValueError(
-            f"cannot tell the image format from the suffix of '{path}'; use one of {sorted(_FORMATS)}"
-        )
+    fmt = _check_format(path, quality)
     if bit_depth not in (8, 16):
         raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth!r}")
-    if bit_depth == 16 and fmt != "PNG":
-        raise ValueError(f"bit_depth=16 is supported for PNG only, not for '{path.suffix}' ({path})")
-    if not 1 <= int(quality) <= 100:
-        raise ValueError(f"quality must be in 1..100, got {quality!r}")
+    _check_depth(fmt, bit_depth, path)
+    array = _to_array(image, alpha, bit_depth)
+    return write_array(path, array, quality=quality, icc_profile=icc_profile, png_compression=png_compression)
+
+
+def write_array(
+    path: str | os.PathLike,
+    array: np.ndarray,
+    *,
+    quality: int = 95,
+    icc_profile: bytes | None = None,
+    png_compression: int = DEFAULT_PNG_COMPRESSION,
+) -> Path:
+    """Write an integer image array to ``path`` as it is (no float round trip); returns the path.
+
+    ``array``: uint8 or uint16 (H, W) or (H, W, C) with C = 1 (gray), 2 (gray + alpha), 3 (RGB) or
+    4 (RGBA); uint16 is written as 16-bit PNG (other formats raise ValueError). Format, ``quality``,
+    ``icc_profile``, ``png_compression`` and the atomic write as :func:`write_image`.
+    """
+    path = Path(path)
+    fmt = _check_format(path, quality)
+    if isinstance(png_compression, bool) or png_compression not in range(10):
+        raise ValueError(f"png_compression must be an int in 0..9, got {png_compression!r}")
+    if not isinstance(array, np.ndarray) or array.dtype not in (np.uint8, np.uint16):
+        kind = array.dtype if isinstance(array, np.ndarray) else type(array).__name__
+        raise TypeError(f"array must be a uint8 or uint16 numpy array, got {kind}")
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.ndim != 3 or array.shape[-1] not in (1, 2, 3, 4) or 0 in array.shape:
+        raise ValueError(f"array must be (H, W) or (H, W, C) with C in 1..4, not empty; got {array.shape}")
+    bit_depth = 16 if array.dtype == np.uint16 else 8
+    _check_depth(fmt, bit_depth, path)
     if icc_profile is not None:
         if not isinstance(icc_profile, (bytes, bytearray)) or len(icc_profile) == 0:
             raise ValueError(f"icc_profile must be non-empty bytes or None, got {type(icc_profile).__name__}")
         if fmt not in _ICC_FORMATS:
             raise ValueError(f"{fmt} cannot carry an ICC profile; write PNG, JPEG, WebP or TIFF ({path})")
         icc_profile = bytes(icc_profile)
-    array = _to_array(image, alpha, bit_depth)
     channels = array.shape[-1]
     if fmt == "JPEG" and channels in (2, 4):
         raise ValueError(f"JPEG has no alpha channel: pass 1 or 3 channels, or write PNG/WebP ({path})")
     if not path.parent.is_dir():
         raise FileNotFoundError(f"output folder does not exist: '{path.parent}'")
+    array = np.ascontiguousarray(array)
 
     if bit_depth == 16:
-        payload = _encode_png16(array, icc_profile=icc_profile)
+        payload = _encode_png16(array, icc_profile=icc_profile, level=png_compression)
 
         def writer(f: BinaryIO) -> None:
             f.write(payload)
@@ -412,6 +443,8 @@ def write_image(
             options = {"quality": int(quality), "subsampling": 0 if quality >= 90 else 2}
         elif fmt == "WEBP":
             options = {"quality": int(quality), "lossless": int(quality) == 100}
+        elif fmt == "PNG":
+            options = {"compress_level": png_compression}
         if icc_profile is not None:
             options["icc_profile"] = icc_profile
 
@@ -420,6 +453,23 @@ def write_image(
 
     _atomic_write(path, writer)
     return path
+
+
+def _check_depth(fmt: str, bit_depth: int, path: Path) -> None:
+    if bit_depth == 16 and fmt != "PNG":
+        raise ValueError(f"bit_depth=16 is supported for PNG only, not for '{path.suffix}' ({path})")
+
+
+def _check_format(path: Path, quality: int) -> str:
+    """The PIL format name for ``path``'s suffix; ValueError for an unknown suffix or a bad quality."""
+    fmt = _FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(
+            f"cannot tell the image format from the suffix of '{path}'; use one of {sorted(_FORMATS)}"
+        )
+    if not 1 <= int(quality) <= 100:
+        raise ValueError(f"quality must be in 1..100, got {quality!r}")
+    return fmt
 
 
 def _to_array(image: torch.Tensor, alpha: torch.Tensor | None, bit_depth: int) -> np.ndarray:
@@ -474,7 +524,7 @@ def _atomic_write(path: Path, writer: Callable[[BinaryIO], None]) -> None:
         raise
 
 
-def _encode_png16(array: np.ndarray, icc_profile: bytes | None = None) -> bytes:
+def _encode_png16(array: np.ndarray, icc_profile: bytes | None = None, level: int = 6) -> bytes:
     """(H, W, C) uint16 -> bytes of a 16-bit PNG (gray, gray+alpha, RGB or RGBA), not interlaced.
 
     ``icc_profile`` goes into an iCCP chunk (profile name "ICC profile", zlib-compressed) before
@@ -506,7 +556,7 @@ def _encode_png16(array: np.ndarray, icc_profile: bytes | None = None) -> bytes:
         chosen = candidates[choice, np.arange(x.shape[0])].astype(np.uint8)
         rows.append(np.concatenate([choice.astype(np.uint8)[:, None], chosen], axis=1))
         previous = x[-1]
-    data = zlib.compress(np.concatenate(rows).tobytes(), 6)
+    data = zlib.compress(np.concatenate(rows).tobytes(), level)
 
     def chunk(tag: bytes, body: bytes) -> bytes:
         crc = zlib.crc32(tag + body) & 0xFFFFFFFF
