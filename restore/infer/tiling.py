@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from restore.models.subpixel import SubpixelOutput
 
 Box = tuple[int, int, int, int]
-TileFn = Callable[..., torch.Tensor]
+TileFn = Callable[..., torch.Tensor | SubpixelOutput]
 
 OOM_MESSAGES = ("out of memory", "can't allocate memory")
 

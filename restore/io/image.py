@@ -407,7 +407,8 @@ def write_array(
     """
     path = Path(path)
     fmt = _check_format(path, quality)
-    if isinstance(png_compression, bool) or png_compression not in range(10):
+    is_level = isinstance(png_compression, int) and not isinstance(png_compression, bool)
+    if not is_level or not 0 <= png_compression <= 9:
         raise ValueError(f"png_compression must be an int in 0..9, got {png_compression!r}")
     if not isinstance(array, np.ndarray) or array.dtype not in (np.uint8, np.uint16):
         kind = array.dtype if isinstance(array, np.ndarray) else type(array).__name__
