@@ -47,20 +47,12 @@ SETS = ("Set5", "Set14", "BSD100")
 PRECISIONS = ("fp32", "bf16")
 
 
-def inputs_for(model: torch.nn.Module, side: int) -> list[torch.Tensor]:
-    gen = torch.Generator().manual_seed(0)
-    x = [torch.rand(1, 3, side, side, generator=gen)]
-    if len(model.spec.inputs) > 1:
-        x.append((torch.rand(1, 1, side, side, generator=gen) > 0.7).float())
-    return x
-
-
 def speed_rows(repeats: int) -> list[dict]:
     rows = []
     for name, side in CASES:
         torch.manual_seed(0)
         model = models.build(name)
-        x = inputs_for(model, side)
+        x = models.example_inputs(model, 1, side)
         predictors = {p: Predictor(model, device="cpu", precision=p, tile=side) for p in PRECISIONS}
         outputs = {p: predictor(*x) for p, predictor in predictors.items()}
         times: dict[str, list[float]] = {p: [] for p in PRECISIONS}

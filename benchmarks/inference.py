@@ -181,7 +181,8 @@ def speed(name: str, args: argparse.Namespace, x: torch.Tensor) -> dict:
     flops_px, dominant, share = conv_flops(copy.deepcopy(naive_model), device)
     conv_in = (predictor.tile_batch, tile, tile) if tiled else (1, height, width)
     bare_call, bare_flops = bare_conv(dominant, *conv_in, device, predictor.dtype)
-    bare32_call, _ = bare_conv(dominant, *conv_in, device)
+    same_dtype = predictor.dtype == torch.float32
+    bare32_call = None if same_dtype else bare_conv(dominant, *conv_in, device)[0]
     whole = max(height, width)
     sides = {c: tile if c == "same" else whole if c == "whole" else int(c) for c in NAIVE_TILES}
     runs: dict[object, Callable] = {"predictor": lambda: predictor(x)}
@@ -196,7 +197,10 @@ def speed(name: str, args: argparse.Namespace, x: torch.Tensor) -> dict:
         for key, run_once in runs.items():
             mps[key].append(out_mp / (median_ms(run_once, device, 1, warmup=0) / 1000))
         bare.append(bare_flops / (median_ms(bare_call, device, 10, warmup=2) / 1000) / 1e9)
-        bare32.append(bare_flops / (median_ms(bare32_call, device, 10, warmup=2) / 1000) / 1e9)
+        if same_dtype:  # the Predictor's dtype is float32: the bare conv above is the float32 one
+            bare32.append(bare[-1])
+        else:
+            bare32.append(bare_flops / (median_ms(bare32_call, device, 10, warmup=2) / 1000) / 1e9)
     pred = mps["predictor"]
     achieved = [flops_px * m * 1e6 / 1e9 for m in pred]
     naive = {

@@ -26,6 +26,29 @@ def test_materialize_is_pixel_shuffle_plus_nearest_and_shape_matches():
     assert torch.equal(out.batch(1, 2).materialize(), expected[1:2])
 
 
+def test_compact_shuffle_and_skip_in_one_pass_equal_pixel_shuffle_plus_nearest():
+    gen = torch.Generator().manual_seed(0)
+    features = torch.randn(2, 3 * 16, 5, 7, generator=gen)
+    x = torch.rand(2, 3, 5, 7, generator=gen)
+    nearest = torch.nn.functional.interpolate(x, scale_factor=4, mode="nearest")
+    expected = torch.nn.functional.pixel_shuffle(features, 4) + nearest
+    for layout in (torch.contiguous_format, torch.channels_last):  # the one-pass path (no autograd)
+        out = shuffle_add_nearest(features.contiguous(memory_format=layout), x, 4)
+        assert torch.equal(out, expected) and out.is_contiguous()
+    # With autograd: the same values, and the gradients of a sum (each feature once, x 16 times).
+    leaf_features, leaf_x = features.clone().requires_grad_(), x.clone().requires_grad_()
+    out = shuffle_add_nearest(leaf_features, leaf_x, 4)
+    assert torch.equal(out, expected) and out.is_contiguous()
+    out.sum().backward()
+    assert torch.equal(leaf_features.grad, torch.ones_like(features))
+    assert torch.equal(leaf_x.grad, torch.full_like(x, 16.0))
+    # bf16 features (autocast) with the float32 skip: a float32 sum, no bf16 rounding of the output
+    half = features.bfloat16()
+    out = shuffle_add_nearest(half, x, 4)
+    assert out.dtype == torch.float32
+    assert torch.equal(out, torch.nn.functional.pixel_shuffle(half.float(), 4) + nearest)
+
+
 @pytest.mark.parametrize("crop", [(0, 36, 0, 44), (4, 32, 8, 40), (12, 16, 0, 4)])
 def test_write_to_fills_exactly_the_crop_of_a_larger_image(crop):
     out = parts()

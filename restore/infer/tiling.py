@@ -280,12 +280,8 @@ def tiled_forward(
                 f"expected (B={expected[0]}, C, {expected[1]}, {expected[2]}) with scale {scale}"
             )
         if out is None:
-            if subpixel:
-                result_dtype = torch.promote_types(result.features.dtype, result.skip.dtype)
-            else:
-                result_dtype = result.dtype
-            acc_dtype = torch.float64 if result_dtype == torch.float64 else torch.float32
-            out_dtype = result_dtype
+            acc_dtype = torch.float64 if result.dtype == torch.float64 else torch.float32
+            out_dtype = result.dtype
             device = tensors[0].device
             if paste:  # every pixel is written once or more: no zeros, no weight sums
                 out = torch.empty(n, result.shape[1], out_h, out_w, dtype=acc_dtype, device=device)

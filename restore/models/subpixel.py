@@ -38,17 +38,10 @@ def shuffle_add_nearest(features: torch.Tensor, skip: torch.Tensor, scale: int) 
     needs_grad = torch.is_grad_enabled() and (features.requires_grad or skip.requires_grad)
     if needs_grad or torch.compiler.is_compiling():
         return (_grouped(features, c, s) + nearest).reshape(n, c, h * s, w * s)
-    features, skip = _same_dtype(features, skip)
-    result = torch.empty(n, c, h * s, w * s, dtype=skip.dtype, device=features.device)
-    torch.add(_grouped(features, c, s), nearest, out=result.view(n, c, h, s, w, s))
+    output = SubpixelOutput(features, skip, scale)
+    result = torch.empty(output.shape, dtype=output.dtype, device=features.device)
+    output.write_to(result, 0, h * s, 0, w * s)
     return result
-
-
-def _same_dtype(features: torch.Tensor, skip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Both in their promoted dtype, converted in their own layout: a contiguous pass, where an add
-    of mixed dtypes would convert the strided shuffle view (measured 5.2 -> 3.3 ms on a 320-px tile)."""
-    dtype = torch.promote_types(features.dtype, skip.dtype)
-    return features.to(dtype), skip.to(dtype)
 
 
 @dataclass(frozen=True)
@@ -66,6 +59,11 @@ class SubpixelOutput:
     def shape(self) -> torch.Size:
         n, c, h, w = self.skip.shape
         return torch.Size((n, c, h * self.scale, w * self.scale))
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The output's dtype: the promoted type of features and skip (bf16 + float32: float32)."""
+        return torch.promote_types(self.features.dtype, self.skip.dtype)
 
     @property
     def ndim(self) -> int:
@@ -93,7 +91,9 @@ class SubpixelOutput:
         if (rows, cols) != (bottom - top, right - left):
             crop = (top, bottom, left, right)
             raise ValueError(f"destination {tuple(dest.shape)} does not match the crop {crop}")
-        features, skip = _same_dtype(self.features, self.skip)
+        # Both in the output dtype first, each in its own layout (a contiguous pass): an add of mixed
+        # dtypes would convert the strided shuffle view instead (5.2 -> 3.3 ms on a 320-px tile).
+        features, skip = self.features.to(self.dtype), self.skip.to(self.dtype)
         n_, c_, h_, w_ = dest.stride()
         # (N, C, rows, cols) -> (N, C, rows/s, s, cols/s, s): the same memory, blocks of s x s
         blocks = dest.as_strided((n, c, rows // s, s, cols // s, s), (n_, c_, h_ * s, h_, w_ * s, w_))
