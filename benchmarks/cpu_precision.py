@@ -5,14 +5,15 @@ of the bundled SR models in both.
 
 (a) For each model (random weights, registered default configuration), one Predictor call on one
     tile-sized input (``--side`` per model; no tiling, so only the precision differs): median wall
-    time in float32 (channels_last, the non-AMX default) and in bf16 autocast (channels_last, the
-    default where the CPU has AMX bf16 tiles), timed alternately in the same run; the ratio and the
-    max / mean absolute difference of the outputs.
+    time in float32 (channels_last, the default without native bf16) and in bf16 autocast
+    (channels_last, the default where the CPU has AMX or AVX512-BF16), timed alternately in the
+    same run; the ratio and the max / mean absolute difference of the outputs.
 (b) PSNR-Y / SSIM-Y of the bundled ``sr-x4`` and ``sr-x2`` on Set5, Set14 and BSD100 (the standard
     protocol of :func:`restore.evaluate.evaluate_sr`) in both precisions, when ``--data`` has them.
 
-Writes the section ``precision-cpu`` of docs/benchmarks.md. On a CPU without AMX the bf16 column
-shows why float32 stays the default there.
+Writes the section ``precision-cpu-KIND`` of docs/benchmarks.md, KIND the CPU's native bf16
+instructions (``amx``, ``avx512-bf16`` or ``no-bf16``: one section per kind of machine measured).
+On a CPU without them the bf16 column shows why float32 stays the default there.
 """
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import restore.models as models  # noqa: E402
-from benchmarks.report import machine, median_ms, write_section  # noqa: E402
+from benchmarks.report import cpu_kind, machine, median_ms, write_section  # noqa: E402
 from restore.infer import Predictor  # noqa: E402
-from restore.infer.predictor import cpu_has_amx_bf16, default_precision  # noqa: E402
+from restore.infer.predictor import cpu_bf16_instructions, default_precision  # noqa: E402
 
 # (model, input side): SR networks at the CPU cache tile (smaller for the slow ones), the
 # whole-image networks at 512.
@@ -97,14 +98,14 @@ def quality_rows(data: Path) -> list[tuple[str, str, list[tuple[float, float]]]]
     return rows
 
 
-def render(speed: list[dict], quality: list, amx: bool) -> str:
+def render(speed: list[dict], quality: list, instructions: str | None) -> str:
     lines = [
-        "## CPU precision: float32 against bf16 autocast (`benchmarks/cpu_precision.py`)",
+        f"## CPU precision ({cpu_kind()}): float32 against bf16 autocast (`benchmarks/cpu_precision.py`)",
         "",
-        f"Machine: {machine()}; AMX bf16 tiles: {'yes' if amx else 'no'}. One Predictor call on one "
-        "input of the side shown (no tiling), channels_last, random weights, median of alternating "
-        "runs. Ratio = float32 time / bf16 time (> 1: bf16 faster). Default = what `precision=None` "
-        "picks on this machine.",
+        f"Machine: {machine()}; native bf16 instructions: {instructions or 'none'}. One Predictor "
+        "call on one input of the side shown (no tiling), channels_last, random weights, median of "
+        "alternating runs. Ratio = float32 time / bf16 time (> 1: bf16 faster). Default = what "
+        "`precision=None` picks on this machine.",
         "",
         "| model | task | input side | float32 ms | bf16 ms | ratio | max / mean abs difference | default |",
         "|---|---|---:|---:|---:|---:|---|---|",
@@ -139,10 +140,10 @@ def main() -> None:
     speed = speed_rows(args.repeats)
     have_data = all((args.data / "images" / s).is_dir() for s in SETS)
     quality = quality_rows(args.data) if have_data else []
-    section = render(speed, quality, cpu_has_amx_bf16())
+    section = render(speed, quality, cpu_bf16_instructions())
     print(section)
     if not args.no_write:
-        write_section("precision-cpu", section)
+        write_section(f"precision-cpu-{cpu_kind()}", section)
 
 
 if __name__ == "__main__":

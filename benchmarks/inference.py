@@ -3,10 +3,11 @@
 One run measures, for one model (default ``compact_tiny`` x4, random weights) on one device:
 
 (a) output megapixels per second of :class:`restore.infer.Predictor` (the API's default path: on CPU
-    channels_last, bf16 autocast where the CPU has AMX bf16 tiles and float32 elsewhere, 320-pixel
-    tiles one at a time, exact overlap) on a 2000x1500 input, against a naive loop: one tile at a
-    time, float32 in PyTorch's default (contiguous) layout, crop-and-paste without overlap, under
-    ``torch.no_grad``, at the Predictor's tile, at 512 pixels and over the whole image;
+    channels_last, bf16 autocast where the CPU has native bf16 (AMX or AVX512-BF16) and float32
+    elsewhere, 320-pixel tiles one at a time, exact overlap) on a 2000x1500 input, against a naive
+    loop: one tile at a time, float32 in PyTorch's default (contiguous) layout, crop-and-paste
+    without overlap, under ``torch.no_grad``, at the Predictor's tile, at 512 pixels and over the
+    whole image;
 (b) the convolution GFLOP/s the Predictor achieves (the model's conv FLOPs per output pixel, counted
     with ``torch.utils.flop_counter.FlopCounterMode``, times output pixels per second) as a fraction
     of a bare ``torch.nn.functional.conv2d`` of the model's dominant conv shape in the Predictor's
@@ -43,7 +44,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import restore.models as models  # noqa: E402
-from benchmarks.report import machine, median_ms, peak_rss_meter, write_section  # noqa: E402
+from benchmarks.report import cpu_kind, machine, median_ms, peak_rss_meter, write_section  # noqa: E402
 from restore.infer import Predictor  # noqa: E402
 
 
@@ -264,11 +265,11 @@ def run(args: argparse.Namespace) -> str:
 
     peak_what = "torch.cuda.max_memory_allocated" if device == "cuda" else "peak RSS growth, fresh process"
     lines = [
-        f"## Tiled inference ({device})",
+        f"## Tiled inference ({device if device == 'cuda' else 'cpu, ' + cpu_kind()})",
         "",
         f"Machine: {machine()}. Input {width}x{height}, random weights, median of {args.repeats}. The "
         "Predictor is `restore.upscale`'s engine on its default path (on the CPU channels_last, bf16 "
-        "autocast where the CPU has AMX bf16 tiles and float32 elsewhere; tile from its policy, "
+        "autocast where the CPU has AMX or AVX512-BF16 and float32 elsewhere; tile from its policy, "
         "overlapping tiles pasted or blended so that the result equals the whole-image output). "
         "Baselines: a naive "
         "loop, one tile at a time, float32 in PyTorch's default contiguous layout, crop-and-paste "
@@ -369,7 +370,8 @@ def main() -> None:
     section = run(args)
     print(section)
     if not args.no_write:
-        write_section(f"inference-{args.device}", section)
+        kind = "cuda" if args.device == "cuda" else f"cpu-{cpu_kind()}"
+        write_section(f"inference-{kind}", section)
 
 
 if __name__ == "__main__":

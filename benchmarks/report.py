@@ -16,8 +16,30 @@ HEADER = (
 )
 
 
+def cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo, else PyTorch's, else the architecture)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    capabilities = getattr(torch.cpu, "get_capabilities", None)
+    name = capabilities().get("cpu_name") if capabilities is not None else None
+    return name or platform.processor() or platform.machine()
+
+
+def cpu_kind() -> str:
+    """``amx``, ``avx512-bf16`` or ``no-bf16``: the native bf16 instructions of this CPU, which pick
+    the CPU's default precision; CPU inference sections are kept per kind."""
+    from restore.infer.predictor import cpu_bf16_instructions
+
+    instructions = cpu_bf16_instructions()
+    return {"amx_bf16": "amx", "avx512_bf16": "avx512-bf16"}.get(instructions or "", "no-bf16")
+
+
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
+    cpu = f"{platform.machine()} {cpu_name()}"
     text = f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
     if torch.cuda.is_available():
         text += f", {torch.cuda.get_device_name()}"

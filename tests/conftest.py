@@ -20,12 +20,13 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
 
 
 @pytest.fixture(autouse=True)
-def cpu_without_amx(monkeypatch):
-    """The CPU precision policy of a CPU without AMX bf16 tiles (float32), whatever this machine has,
-    so that results do not depend on the test machine; tests of the AMX policy patch it back on."""
+def cpu_without_native_bf16(monkeypatch):
+    """The CPU precision policy of a CPU without native bf16 instructions (float32), whatever this
+    machine has, so that results do not depend on the test machine; tests of the bf16 policy patch
+    it back on."""
     import restore.infer.predictor as predictor
 
-    monkeypatch.setattr(predictor, "cpu_has_amx_bf16", lambda: False)
+    monkeypatch.setattr(predictor, "cpu_bf16_instructions", lambda: None)
 
 
 @pytest.fixture(scope="session")

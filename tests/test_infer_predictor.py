@@ -174,20 +174,21 @@ def test_bf16_runs_under_autocast_with_float32_weights_and_output():
     assert 0 < rel < 1e-2, rel
 
 
-def amx(monkeypatch, present: bool = True) -> None:
-    """Make the CPU policy see (or not see) AMX bf16 tiles."""
+def native_bf16(monkeypatch, instructions: str | None = "amx_bf16") -> None:
+    """Make the CPU policy see these native bf16 instructions (None: none)."""
     import restore.infer.predictor as predictor_module
 
-    monkeypatch.setattr(predictor_module, "cpu_has_amx_bf16", lambda: present)
+    monkeypatch.setattr(predictor_module, "cpu_bf16_instructions", lambda: instructions)
 
 
 CPU_BF16 = {"compact", "compact_general", "compact_tiny", "edsr", "edsr_full", "edsr_tiny", "rrdbnet",
             "rrdbnet_small", "srresnet"}
 
 
-def test_cpu_default_is_bf16_for_declared_conv_networks_on_amx_cpus(monkeypatch):
+@pytest.mark.parametrize("instructions", ["amx_bf16", "avx512_bf16"])
+def test_cpu_default_is_bf16_for_declared_conv_networks_on_native_bf16_cpus(monkeypatch, instructions):
     assert {name for name in models.available() if models.get_spec(name).cpu_bf16} == CPU_BF16
-    amx(monkeypatch)
+    native_bf16(monkeypatch, instructions)
     cpu = torch.device("cpu")
     for name in models.available():
         expected = torch.bfloat16 if name in CPU_BF16 else torch.float32
@@ -197,12 +198,12 @@ def test_cpu_default_is_bf16_for_declared_conv_networks_on_amx_cpus(monkeypatch)
     # A diffusion UNet served as "sr" by its sampler keeps float32 (the sampler copies its spec).
     served = dataclasses.replace(models.get_spec("sr3_x4_tiny"), task="sr")
     assert default_precision(served, cpu) == torch.float32
-    amx(monkeypatch, present=False)
+    native_bf16(monkeypatch, None)
     assert default_precision(models.get_spec("compact_tiny"), cpu) == torch.float32
 
 
-def test_amx_default_runs_autocast_bf16_close_to_float32(monkeypatch):
-    amx(monkeypatch)
+def test_native_bf16_default_runs_autocast_bf16_close_to_float32(monkeypatch):
+    native_bf16(monkeypatch)
     model = compact()
     predictor = Predictor(model, device="cpu")
     assert predictor.precision == "bf16" and predictor.channels_last
@@ -221,21 +222,31 @@ def test_amx_default_runs_autocast_bf16_close_to_float32(monkeypatch):
     assert Predictor(compact(), device="cpu", precision="fp32").precision == "fp32"  # explicit wins
 
 
-def test_cpu_has_amx_bf16_reads_the_capabilities(monkeypatch):
+def test_cpu_bf16_instructions_reads_the_capabilities(monkeypatch):
     import restore.infer.predictor as predictor_module
 
     monkeypatch.undo()  # drop the autouse stand-in: the real probe
-    detect = predictor_module.cpu_has_amx_bf16.__wrapped__  # without its cache
-    assert detect() == predictor_module.cpu_has_amx_bf16() and isinstance(detect(), bool)
+    detect = predictor_module.cpu_bf16_instructions.__wrapped__  # without its cache
+    assert detect() == predictor_module.cpu_bf16_instructions()
+    assert detect() in (None, "amx_bf16", "avx512_bf16")
     monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"amx_bf16": True}, raising=False)
     monkeypatch.setattr(torch.cpu, "_init_amx", lambda: True, raising=False)
-    assert detect() is True
+    assert detect() == "amx_bf16"
     monkeypatch.setattr(torch.cpu, "_init_amx", lambda: False)  # the kernel refuses the tile state
-    assert detect() is False
+    assert detect() is None
+    both = {"amx_bf16": True, "avx512_bf16": True}  # Sapphire Rapids has both: AVX512-BF16 remains
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: both)
+    assert detect() == "avx512_bf16"
     monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"amx_bf16": False, "avx512_bf16": True})
-    assert detect() is False
+    assert detect() == "avx512_bf16"  # AMD Zen 4 / Intel Cooper Lake
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx512_bf16": False, "avx2": True})
+    assert detect() is None
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: False)  # no oneDNN
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: {"avx512_bf16": True})
+    assert detect() is None
+    monkeypatch.undo()
     monkeypatch.delattr(torch.cpu, "get_capabilities")  # an older PyTorch cannot tell
-    assert detect() is False
+    assert detect() is None
 
 
 def test_precision_names_and_policy(monkeypatch):

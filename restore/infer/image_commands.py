@@ -64,7 +64,8 @@ def add_image_commands(sub: argparse._SubParsersAction) -> None:
         p.add_argument(
             "--precision",
             choices=("fp32", "bf16", "fp16"),
-            help="(default: bf16 on GPU; on CPU bf16 for conv SR networks where it has AMX, else fp32)",
+            help="(default: bf16 on GPU; on CPU bf16 for conv SR networks where it has AMX or "
+            "AVX512-BF16, else fp32)",
         )
         p.add_argument("-r", "--recursive", action="store_true", help="process sub-folders too")
         p.add_argument("--include", action="append", default=[], metavar="GLOB", help="only matching files")

@@ -2,16 +2,17 @@
 
 Precision policy (``precision=None``):
 
-- CPU with AMX bf16 tiles (Sapphire Rapids and later; :func:`cpu_has_amx_bf16`): bf16 autocast
-  with channels_last for models that declare ``spec.cpu_bf16`` (the convolutional SR networks
-  ``compact*``, ``edsr*``, ``rrdbnet*``, ``srresnet``). oneDNN runs bf16 convolutions on the AMX
-  tiles at about 6x float32's speed (a 32->32 3x3 conv on a 320-pixel tile: 1386 against 229
-  GFLOP/s on the 2-core CI machine); those networks run 1.7-3.9x faster, and the bundled sr-x4 / sr-x2
-  score within 0.001 dB PSNR-Y of float32 on Set5, Set14 and BSD100 (docs/benchmarks.md, "CPU
-  precision"). Transformers (SwinIR: 0.97x), inpainting and deblurring networks (1.03-1.25x:
-  LayerNorm, softmax, FFTs and gates stay float32) and diffusion UNets keep float32;
+- CPU with native bf16 dot products (:func:`cpu_bf16_instructions`: AMX bf16 tiles, Intel Sapphire
+  Rapids and later; or AVX512-BF16, AMD Zen 4 and later, Intel Cooper Lake): bf16 autocast with
+  channels_last for models that declare ``spec.cpu_bf16`` (the convolutional SR networks
+  ``compact*``, ``edsr*``, ``rrdbnet*``, ``srresnet``). oneDNN runs their bf16 convolutions at
+  about 6x (AMX) or 2-4x (AVX512-BF16) float32's speed; those networks run 1.7-3.9x (AMX) and
+  1.7-2.3x (AVX512-BF16, 2-core AMD EPYC) faster, and the bundled sr-x4 / sr-x2 score within 0.001 dB
+  PSNR-Y of float32 on Set5, Set14 and BSD100 (docs/benchmarks.md, "CPU precision"). Transformers
+  (SwinIR: 0.93-0.98x), inpainting and deblurring networks (1.01-1.25x: LayerNorm, softmax, FFTs
+  and gates stay float32) and diffusion UNets keep float32;
 - other CPUs: float32 with channels_last model and inputs (0.9-2x the speed of contiguous float32,
-  while bf16 without AMX runs at 0.47-1.08x, i.e. slower);
+  while bf16 emulated without those instructions runs at 0.47-1.08x, i.e. slower);
 - CUDA: bf16 autocast when the model supports it and the GPU has bf16, else fp16 when the model
   supports it, else float32; channels_last when the model has 2-D convolutions.
 
@@ -100,28 +101,34 @@ def _bf16_available(device: torch.device) -> bool:
 
 
 @functools.cache
-def cpu_has_amx_bf16() -> bool:
-    """Whether this CPU has AMX bf16 tiles that this process may use (oneDNN's fast bf16 path).
+def cpu_bf16_instructions() -> str | None:
+    """The native bf16 dot-product instructions oneDNN can use on this CPU: ``"amx_bf16"`` (AMX
+    tiles that this process may use), ``"avx512_bf16"``, or None (bf16 would be emulated).
 
-    Needs the CPU flag and the kernel's permission for the tile state (``torch.cpu._init_amx``);
-    False when this PyTorch cannot tell.
+    AMX needs the CPU flag and the kernel's permission for the tile state (``torch.cpu._init_amx``).
+    None when this PyTorch cannot tell or has no oneDNN.
     """
     capabilities = getattr(torch.cpu, "get_capabilities", None)
-    init_amx = getattr(torch.cpu, "_init_amx", None)
-    if capabilities is None or init_amx is None or not torch.backends.mkldnn.is_available():
-        return False
+    if capabilities is None or not torch.backends.mkldnn.is_available():
+        return None
     try:
-        return bool(capabilities().get("amx_bf16", False)) and bool(init_amx())
+        flags = capabilities()
+        init_amx = getattr(torch.cpu, "_init_amx", None)
+        if flags.get("amx_bf16", False) and init_amx is not None and init_amx():
+            return "amx_bf16"
+        if flags.get("avx512_bf16", False):
+            return "avx512_bf16"
     except (RuntimeError, AttributeError):
-        return False
+        return None
+    return None
 
 
 def default_precision(spec: ModelSpec, device: torch.device) -> torch.dtype:
     """The policy of the module docstring: on the CPU bf16 for models that declare ``cpu_bf16`` where
-    AMX bf16 is present, else float32; on CUDA bf16, else fp16, else float32, by what the model
-    supports."""
+    the CPU has native bf16 instructions, else float32; on CUDA bf16, else fp16, else float32, by
+    what the model supports."""
     if device.type != "cuda":
-        fast_bf16 = spec.cpu_bf16 and spec.supports_bf16 and cpu_has_amx_bf16()
+        fast_bf16 = spec.cpu_bf16 and spec.supports_bf16 and cpu_bf16_instructions() is not None
         return torch.bfloat16 if fast_bf16 else torch.float32
     if spec.supports_bf16 and _bf16_available(device):
         return torch.bfloat16

@@ -71,9 +71,9 @@ class ModelSpec:
       a gradient test), so tiles overlapping by ``2 * receptive_field`` reproduce the whole-image
       output and are pasted without a blending ramp. False: an effective radius (deep or attention
       networks whose reach decays), blended over an extra ramp.
-    - ``cpu_bf16``: bf16 autocast is this model's CPU default where the CPU has AMX bf16 tiles
-      (convolution-dominated networks, 1.7-3.9x faster there with scores unchanged; measured by
-      ``benchmarks/cpu_precision.py``). False: float32 on every CPU.
+    - ``cpu_bf16``: bf16 autocast is this model's CPU default where the CPU has native bf16 (AMX
+      or AVX512-BF16; convolution-dominated networks, 1.7-3.9x faster there with scores unchanged;
+      measured by ``benchmarks/cpu_precision.py``). False: float32 on every CPU.
     - ``config``: the constructor arguments of this named configuration.
     """
 
