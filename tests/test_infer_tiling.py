@@ -50,8 +50,9 @@ def axis_starts(boxes, axis: int) -> list[int]:
 )
 def test_tile_boxes_cover_every_pixel_with_equal_tiles_inside_the_image(height, width, tile, overlap):
     boxes = tile_boxes(height, width, tile, overlap)
-    th, tw = min(tile, height), min(tile, width)
-    assert {(h, w) for _, _, h, w in boxes} == {(th, tw)}
+    shapes = {(h, w) for _, _, h, w in boxes}
+    assert len(shapes) == 1
+    (th, tw), = shapes
     for top, left, h, w in boxes:
         assert 0 <= top and top + h <= height and 0 <= left and left + w <= width
     assert (coverage(height, width, boxes) >= 1).all()
@@ -61,15 +62,38 @@ def test_tile_boxes_cover_every_pixel_with_equal_tiles_inside_the_image(height, 
         assert starts[0] == 0 and starts[-1] + side == length  # the last tile ends on the border
         # Neighbours share at least `overlap` pixels, and the grid is no denser than needed.
         assert all(b - a <= side - overlap for a, b in zip(starts, starts[1:], strict=False))
-        expected = 1 if side >= length else math.ceil((length - overlap) / (side - overlap))
-        assert len(starts) == expected
+        count = 1 if tile >= length else math.ceil((length - overlap) / (tile - overlap))
+        assert len(starts) == count
+        if count == 1:
+            assert side == length
+        else:  # the smallest side that lets `count` tiles cover the axis, never above `tile`
+            assert side <= tile and count * (side - overlap) + overlap >= length
+            assert count * (side - 1 - overlap) + overlap < length
+            steps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+            assert max(steps) - min(steps) <= 1  # spread evenly
     assert len(boxes) == len(axis_starts(boxes, 0)) * len(axis_starts(boxes, 1))
 
 
 def test_tile_boxes_positions():
-    assert tile_boxes(65, 40, 32, 0) == [(t, l, 32, 32) for t in (0, 32, 33) for l in (0, 8)]
-    assert tile_boxes(67, 20, 32, 10) == [(0, 0, 32, 20), (22, 0, 32, 20), (35, 0, 32, 20)]
+    assert tile_boxes(65, 40, 32, 0) == [(t, l, 22, 20) for t in (0, 21, 43) for l in (0, 20)]
+    assert tile_boxes(67, 20, 32, 10) == [(0, 0, 29, 20), (19, 0, 29, 20), (38, 0, 29, 20)]
     assert tile_boxes(10, 12, 16, 4) == [(0, 0, 10, 12)]
+    # The CPU cache tile on a 2000x1500 image: 5 x 7 tiles of 316 x 303 compute 1.117x the image's
+    # pixels (5 x 7 tiles of 320 x 320, the last of each row and column pushed back, computed 1.195x).
+    boxes = tile_boxes(1500, 2000, 320, 20)
+    assert len(boxes) == 35 and {b[2:] for b in boxes} == {(316, 303)}
+    assert sum(h * w for _, _, h, w in boxes) / (1500 * 2000) == pytest.approx(1.117, abs=1e-3)
+
+
+@pytest.mark.parametrize(("height", "width", "tile", "overlap", "multiple"),
+                         [(96, 136, 48, 16, 8), (64, 200, 64, 8, 8), (600, 48, 200, 24, 4)])
+def test_tile_boxes_stay_on_the_size_multiple(height, width, tile, overlap, multiple):
+    boxes = tile_boxes(height, width, tile, overlap, multiple)
+    assert all(v % multiple == 0 for box in boxes for v in box)
+    assert (coverage(height, width, boxes) >= 1).all()
+    for axis, side in ((0, boxes[0][2]), (1, boxes[0][3])):
+        starts = axis_starts(boxes, axis)
+        assert side <= tile and all(b - a <= side - overlap for a, b in zip(starts, starts[1:], strict=False))
 
 
 @pytest.mark.parametrize(("args", "match"), [((10, 10, 8, 8), "overlap"), ((10, 10, 0, 0), "tile"),
@@ -166,9 +190,9 @@ def test_tiled_equals_whole_image(name, overrides, tile, batch, size):
     # Equal tiles on the model's grid, batched: 4 crops per call (2 boxes x 2 images, or 4 boxes x 1).
     overlap = default_overlap(spec.receptive_field, spec.size_multiple)
     padded = [-(-side // spec.size_multiple) * spec.size_multiple for side in size]
-    boxes = tile_boxes(*padded, tile, overlap)
-    assert len(boxes) >= 6 and all(b[0] % spec.size_multiple == 0 == b[1] % spec.size_multiple for b in boxes)
-    assert {c[0][1:] for c in fn.calls} == {(3, tile, tile)} and max(c[0][0] for c in fn.calls) == 4
+    boxes = tile_boxes(*padded, tile, overlap, spec.size_multiple)
+    assert len(boxes) >= 6 and all(v % spec.size_multiple == 0 for box in boxes for v in box)
+    assert {c[0][1:] for c in fn.calls} == {(3, *boxes[0][2:])} and max(c[0][0] for c in fn.calls) == 4
     assert sum(c[0][0] for c in fn.calls) == batch * len(boxes)
     assert len(fn.calls) == math.ceil(batch * len(boxes) / 4)
 
@@ -278,10 +302,11 @@ def test_out_of_memory_halves_the_tile_and_matches_the_whole_image():
     calls: list[int] = []
     with pytest.warns(UserWarning, match="out of memory") as record:
         out, used = tiled_forward_with_fallback(
-            conv_fn(40, calls, weight), x, scale=1, tile=None, receptive_field=2
+            conv_fn(36, calls, weight), x, scale=1, tile=None, receptive_field=2
         )
-    # Whole image (93) -> 46 -> 23, raised to the floor max(min_tile=32, 2*overlap+1=25) = 32.
-    assert used == 32 and calls[0] == 93 and 46 in calls and calls[-1] == 32
+    # Whole image (93) -> 46 -> 23, raised to the floor max(min_tile=32, 2*overlap+1=25) = 32. Tiles
+    # are balanced below the tile: at 46, 2 x 3 tiles of 40 x 39; at 32, 3 x 5 tiles of 31 x 29.
+    assert used == 32 and calls[0] == 93 and 40 in calls and calls[-1] == 31
     assert [str(w.message).rsplit(" ", 1)[-1] for w in record] == ["46", "32"]
     torch.testing.assert_close(out, F.conv2d(x, weight, padding=2), atol=1e-6, rtol=0)
 
@@ -311,7 +336,7 @@ def test_always_out_of_memory_raises_a_clear_error():
             )
     message = str(info.value)
     assert "whole image, 46, 32" in message and "--tile" in message and "device='cpu'" in message
-    assert sorted(set(calls), reverse=True) == [93, 46, 32]
+    assert sorted(set(calls), reverse=True) == [93, 40, 31]  # tiles 46 and 32, balanced (above)
 
 
 def test_other_errors_are_not_retried():

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 import restore.models as models
 from restore.infer import Predictor
 from restore.infer.tiling import default_overlap, tiled_forward
+from restore.models import subpixel
 from restore.models.subpixel import SubpixelOutput, shuffle_add_nearest
 
 
@@ -49,8 +50,10 @@ def test_compact_shuffle_and_skip_in_one_pass_equal_pixel_shuffle_plus_nearest()
     assert torch.equal(out, torch.nn.functional.pixel_shuffle(half.float(), 4) + nearest)
 
 
+@pytest.mark.parametrize("strip_bytes", [1, 9000, 2**19])  # input rows per strip: 1, 2 (of 9), all
 @pytest.mark.parametrize("crop", [(0, 36, 0, 44), (4, 32, 8, 40), (12, 16, 0, 4)])
-def test_write_to_fills_exactly_the_crop_of_a_larger_image(crop):
+def test_write_to_fills_exactly_the_crop_of_a_larger_image(crop, strip_bytes, monkeypatch):
+    monkeypatch.setattr(subpixel, "STRIP_BYTES", strip_bytes)
     out = parts()
     top, bottom, left, right = crop
     image = torch.full((2, 3, 60, 70), -7.0)

@@ -18,6 +18,10 @@ result is no longer exact (warned). With ``overlap == 2 * receptive_field`` (mod
 field is a true bound, ``ModelSpec.exact_tiling``) there is no ramp: the zero bands of neighbouring
 tiles meet, and each tile's exact centre is pasted without accumulation or division.
 
+Tiles. :func:`tile_boxes` picks per axis the fewest tiles of at most ``tile`` pixels and shrinks them
+to the smallest equal side that covers the axis, spread evenly, so the recomputed overlap is as
+small as the tile count allows.
+
 Size multiples. The whole image is padded once (reflect, or replicate when the image is too small
 to reflect) on the bottom and right to a multiple of ``size_multiple``; tile and overlap are
 rounded to that multiple, so every tile starts on the model's grid (pixel-unshuffle, downsampling)
@@ -63,33 +67,41 @@ def min_tile_size(overlap: int, size_multiple: int = 1) -> int:
     return round_up(2 * overlap + 1, size_multiple)
 
 
-def tile_boxes(height: int, width: int, tile: int, overlap: int) -> list[Box]:
+def tile_boxes(height: int, width: int, tile: int, overlap: int, size_multiple: int = 1) -> list[Box]:
     """Boxes ``(top, left, h, w)`` of equal-sized tiles covering a ``height x width`` image.
 
-    Tiles are ``tile x tile`` (or the full side where the image is smaller than ``tile``), placed
-    every ``tile - overlap`` pixels from the top-left; the last tile of a row or column is shifted
-    back to end on the image border, so all tiles have one shape and can be batched. Row-major order.
+    Per axis: the fewest tiles of at most ``tile`` pixels whose neighbours share at least ``overlap``
+    pixels (one tile of the full side where the image is not larger than ``tile``), each shrunk to
+    the smallest side that still covers the axis with that many, and spread evenly from border to
+    border. All tiles have one shape and can be batched; recomputed overlap is as small as the count
+    allows (a 1500-pixel side in 320-pixel tiles overlapping by 20: five of 316, not five of 320 with
+    the last pushed back over its neighbour). With ``size_multiple`` (dividing the sides, ``tile``
+    and ``overlap``), sides and positions stay multiples of it. Row-major order.
     """
-    for name, value in (("height", height), ("width", width), ("tile", tile)):
+    for name, value in (
+        ("height", height), ("width", width), ("tile", tile), ("size_multiple", size_multiple)
+    ):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
     if not isinstance(overlap, int) or overlap < 0:
         raise ValueError(f"overlap must be a non-negative int, got {overlap!r}")
-    rows = _starts(height, tile, overlap)
-    cols = _starts(width, tile, overlap)
-    th, tw = min(tile, height), min(tile, width)
+    th, rows = _axis(height, tile, overlap, size_multiple)
+    tw, cols = _axis(width, tile, overlap, size_multiple)
     return [(top, left, th, tw) for top in rows for left in cols]
 
 
-def _starts(length: int, tile: int, overlap: int) -> list[int]:
+def _axis(length: int, tile: int, overlap: int, multiple: int) -> tuple[int, list[int]]:
+    """(tile side, starts) along one axis of ``length`` (module docstring of :func:`tile_boxes`)."""
     if tile >= length:
-        return [0]
+        return length, [0]
     if overlap >= tile:
         raise ValueError(f"overlap ({overlap}) must be smaller than tile ({tile})")
-    step = tile - overlap
-    starts = list(range(0, length - tile, step))
-    starts.append(length - tile)
-    return starts
+    count = math.ceil((length - overlap) / (tile - overlap))
+    side = min(tile, round_up(math.ceil((length - overlap) / count) + overlap, multiple))
+    # Spread evenly in units of the multiple: neighbours are at most side - overlap apart because
+    # count * (side - overlap) + overlap >= length.
+    units = (length - side) // multiple
+    return side, [multiple * (i * units // (count - 1)) for i in range(count)]
 
 
 def blend_profile(length: int, *, zero: int, ramp: int, start: bool = True, end: bool = True) -> torch.Tensor:
@@ -238,7 +250,7 @@ def tiled_forward(
             f"overlap {overlap} < 2 * receptive_field ({receptive_field}): tiles are blended but not exact",
             stacklevel=2,
         )
-    boxes = tile_boxes(ph, pw, tile, overlap)
+    boxes = tile_boxes(ph, pw, tile, overlap, size_multiple)
     th, tw = boxes[0][2], boxes[0][3]
 
     # Blending in output pixels: zero band and ramp split the overlap symmetrically.

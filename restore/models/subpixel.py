@@ -17,6 +17,10 @@ from dataclasses import dataclass
 
 import torch
 
+# Bytes of converted features per strip of ``SubpixelOutput.write_to``: a strip and its output rows
+# stay in a core's L2 cache.
+STRIP_BYTES = 2**19
+
 
 def _grouped(features: torch.Tensor, channels: int, scale: int) -> torch.Tensor:
     """(N, C*s*s, h, w) -> the shuffled view (N, C, h, s, w, s)."""
@@ -91,12 +95,17 @@ class SubpixelOutput:
         if (rows, cols) != (bottom - top, right - left):
             crop = (top, bottom, left, right)
             raise ValueError(f"destination {tuple(dest.shape)} does not match the crop {crop}")
-        # Both in the output dtype first, each in its own layout (a contiguous pass): an add of mixed
-        # dtypes would convert the strided shuffle view instead (5.2 -> 3.3 ms on a 320-px tile).
-        features, skip = self.features.to(self.dtype), self.skip.to(self.dtype)
         n_, c_, h_, w_ = dest.stride()
-        # (N, C, rows, cols) -> (N, C, rows/s, s, cols/s, s): the same memory, blocks of s x s
-        blocks = dest.as_strided((n, c, rows // s, s, cols // s, s), (n_, c_, h_ * s, h_, w_ * s, w_))
-        grouped = _grouped(features, c, s)[:, :, top // s : bottom // s, :, left // s : right // s, :]
-        nearest = skip[:, :, top // s : bottom // s, None, left // s : right // s, None]
-        torch.add(grouped, nearest, out=blocks)
+        row_bytes = self.features.shape[1] * (right - left) // s * self.dtype.itemsize
+        step = max(1, STRIP_BYTES // max(1, n * row_bytes))  # input rows per strip
+        for first in range(top // s, bottom // s, step):
+            last = min(first + step, bottom // s)
+            # Both in the output dtype first, each in its own layout (a contiguous pass over a strip
+            # that stays in cache): an add of mixed dtypes would convert the strided shuffle view.
+            features = self.features[:, :, first:last, left // s : right // s].to(self.dtype)
+            skip = self.skip[:, :, first:last, left // s : right // s].to(self.dtype)
+            # dest rows of the strip as (N, C, rows/s, s, cols/s, s): the same memory, s x s blocks
+            offset = dest.storage_offset() + (first * s - top) * h_
+            shape = (n, c, last - first, s, cols // s, s)
+            blocks = dest.as_strided(shape, (n_, c_, h_ * s, h_, w_ * s, w_), offset)
+            torch.add(_grouped(features, c, s), skip[:, :, :, None, :, None], out=blocks)
