@@ -193,7 +193,7 @@ def _finish(
 ):
     from restore.io.convert import from_model_output, save_like
 
-    result = from_model_output(out.clamp(0, 1), source, alpha=alpha)
+    result = from_model_output(out, source, alpha=alpha)  # clamps to [0, 1] itself
     if output is None:
         return result
     return save_like(result, output, source, quality=quality)

@@ -16,6 +16,7 @@ import pytest
 import torch
 from PIL import Image, ImageCms, ImageOps
 
+from restore.io import convert
 from restore.io.convert import (
     ImageInput,
     from_model_output,
@@ -340,6 +341,18 @@ def test_output_is_clamped_then_rounded():
     output = torch.tensor([-0.5, 0.25, 1.5]).view(1, 1, 1, 3).expand(1, 3, 1, 3)
     floats = from_model_output(output, to_model_input(np.zeros((1, 3), np.float32)))
     np.testing.assert_array_equal(floats, np.array([[0.0, 0.25, 1.0]], np.float32))
+
+
+@pytest.mark.parametrize(("dtype", "scale"), [(np.uint8, 255.0), (np.uint16, 65535.0), (np.float32, None)])
+@pytest.mark.parametrize("block_bytes", [1, 700, 2**19])  # rows per block: 1, a few, all
+def test_output_is_quantised_in_blocks_of_rows_like_the_whole_image(dtype, scale, block_bytes, monkeypatch):
+    monkeypatch.setattr(convert, "QUANTISE_BLOCK_BYTES", block_bytes)
+    output = torch.rand(1, 3, 23, 17, generator=torch.Generator().manual_seed(5)) * 1.2 - 0.1
+    result = from_model_output(output, to_model_input(np.zeros((23, 17, 3), dtype)))
+    hwc = output[0].permute(1, 2, 0).clamp(0, 1)  # the whole-image reference
+    expected = hwc if scale is None else hwc.mul(scale).round()
+    assert result.dtype == dtype and result.shape == (23, 17, 3) and result.flags.c_contiguous
+    np.testing.assert_array_equal(result, expected.numpy().astype(dtype))
 
 
 def test_gray_output_is_bt601_luma_like_pillow():
