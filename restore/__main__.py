@@ -1,5 +1,5 @@
 import sys
 
-from restore.cli import main
+from restore.cli import command
 
-sys.exit(main())
+sys.exit(command())

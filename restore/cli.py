@@ -111,5 +111,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def command() -> int:
+    """The ``restore`` console command: :func:`main` on the process's arguments, with glibc's
+    allocator set to reuse freed tile buffers (:mod:`restore.infer.allocator`)."""
+    from restore.infer.allocator import keep_freed_buffers
+
+    keep_freed_buffers()
+    return main()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(command())

@@ -1,0 +1,85 @@
+"""glibc allocator settings of the ``restore`` command: freed tile buffers are reused, not re-faulted."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import restore.cli as cli
+from restore.infer import allocator
+
+GLIBC = sys.platform.startswith("linux") and bool(os.confstr("CS_GNU_LIBC_VERSION") or "")
+
+# Allocate, fill and free a 64 MB tensor (above glibc's largest automatic mmap threshold, 32 MiB) a
+# few times, then count the page faults of doing it once more.
+PROBE = textwrap.dedent(
+    """
+    import resource, sys
+    import torch
+    from restore.infer.allocator import keep_freed_buffers
+    applied = keep_freed_buffers() if sys.argv[1] == "tuned" else False
+    def faults():
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(3):  # the heap settles
+        torch.empty(16 * 2**20).fill_(1.0)
+    before = faults()
+    torch.empty(16 * 2**20).fill_(1.0)
+    print(applied, faults() - before)
+    """
+)
+
+
+def second_allocation_faults(mode: str) -> tuple[bool, int]:
+    env = {k: v for k, v in os.environ.items() if k not in allocator.ENVIRONMENT}
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, mode], capture_output=True, text=True, env=env, check=True
+    )
+    applied, faults = done.stdout.split()
+    return applied == "True", int(faults)
+
+
+@pytest.mark.skipif(not GLIBC, reason="glibc's mallopt")
+def test_freed_buffers_are_reused_instead_of_faulted_in_again():
+    pages = 64 * 2**20 // 4096
+    applied, faults = second_allocation_faults("plain")
+    assert not applied and faults > 0.8 * pages  # a fresh mapping, zero-filled page by page
+    applied, faults = second_allocation_faults("tuned")
+    assert applied and faults < 0.05 * pages  # the freed heap memory, reused
+
+
+def test_settings_in_the_environment_win(monkeypatch):
+    def refuse(*args):
+        raise AssertionError("the C library must not be touched")
+
+    monkeypatch.setattr(ctypes, "CDLL", refuse)
+    for name in allocator.ENVIRONMENT:
+        monkeypatch.setenv(name, "1")
+        assert allocator.keep_freed_buffers() is False
+        monkeypatch.delenv(name)
+
+
+def test_other_c_libraries_are_left_alone(monkeypatch):
+    for name in allocator.ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
+
+    def missing(name):
+        raise OSError(f"{name}: cannot open shared object file")
+
+    monkeypatch.setattr(ctypes, "CDLL", missing)
+    assert allocator.keep_freed_buffers() is False
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: object())  # a libc without mallopt
+    assert allocator.keep_freed_buffers() is False
+
+
+def test_the_restore_command_applies_them_and_main_does_not(monkeypatch, capsys):
+    calls: list[int] = []
+    monkeypatch.setattr(allocator, "keep_freed_buffers", lambda: calls.append(1) or True)
+    assert cli.main(["models"]) == 0 and calls == []  # main() from Python code: the caller's allocator
+    monkeypatch.setattr(sys, "argv", ["restore", "models"])
+    assert cli.command() == 0 and calls == [1]
+    assert "compact" in capsys.readouterr().out
