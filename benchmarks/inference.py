@@ -265,7 +265,8 @@ def run(args: argparse.Namespace) -> str:
 
     peak_what = "torch.cuda.max_memory_allocated" if device == "cuda" else "peak RSS growth, fresh process"
     lines = [
-        f"## Tiled inference ({device if device == 'cuda' else 'cpu, ' + cpu_kind()})",
+        f"## Tiled inference ({device if device == 'cuda' else 'cpu, ' + cpu_kind()}"
+        + (", allocator of the `restore` command)" if args.allocator == "command" else ")"),
         "",
         f"Machine: {machine()}. Input {width}x{height}, random weights, median of {args.repeats}. The "
         "Predictor is `restore.upscale`'s engine on its default path (on the CPU channels_last, bf16 "
@@ -275,7 +276,13 @@ def run(args: argparse.Namespace) -> str:
         "loop, one tile at a time, float32 in PyTorch's default contiguous layout, crop-and-paste "
         "without overlap "
         "(seams), at the Predictor's tile, at 512 pixels (a common `--tile`), and over the whole image "
-        "in one pass (Real-ESRGAN's default `--tile 0`).",
+        "in one pass (Real-ESRGAN's default `--tile 0`)."
+        + (
+            " Speed with glibc's allocator set as the `restore` command sets it (freed tile buffers "
+            "reused: `restore.infer.allocator`); peak memory in fresh processes with the default one."
+            if args.allocator == "command"
+            else ""
+        ),
         "",
         "| model | Predictor precision, tile | Predictor MP/s | naive, same tile | naive, 512 "
         "| naive, whole image |",
@@ -363,14 +370,28 @@ def main() -> None:
     parser.add_argument(
         "--mem-tile", type=int, default=512, help="tile for (c) when (a) ran in one pass (default 512)"
     )
+    parser.add_argument(
+        "--allocator",
+        choices=("default", "command"),
+        default="default",
+        help="'command': glibc set as the restore command sets it (restore.infer.allocator) for (a) and "
+        "(b); section inference-cpu-KIND-command (default: the allocator as a program that imports "
+        "restore has it)",
+    )
     parser.add_argument("--no-write", action="store_true", help="print only; do not touch docs/benchmarks.md")
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: CUDA is not available")
+    if args.allocator == "command":
+        from restore.infer.allocator import keep_freed_buffers
+
+        if not keep_freed_buffers():
+            parser.error("--allocator command: glibc's mallopt is not available (or set by the environment)")
     section = run(args)
     print(section)
     if not args.no_write:
         kind = "cuda" if args.device == "cuda" else f"cpu-{cpu_kind()}"
+        kind += "-command" if args.allocator == "command" else ""
         write_section(f"inference-{kind}", section)
 
 

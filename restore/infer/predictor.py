@@ -7,9 +7,9 @@ Precision policy (``precision=None``):
   channels_last for models that declare ``spec.cpu_bf16`` (the convolutional SR networks
   ``compact*``, ``edsr*``, ``rrdbnet*``, ``srresnet``). oneDNN runs their bf16 convolutions at
   about 6x (AMX) or 2-4x (AVX512-BF16) float32's speed; those networks run 1.7-3.9x (AMX) and
-  1.7-2.3x (AVX512-BF16, 2-core AMD EPYC) faster, and the bundled sr-x4 / sr-x2 score within 0.001 dB
+  1.7-2.2x (AVX512-BF16, 2-core AMD EPYC) faster, and the bundled sr-x4 / sr-x2 score within 0.001 dB
   PSNR-Y of float32 on Set5, Set14 and BSD100 (docs/benchmarks.md, "CPU precision"). Transformers
-  (SwinIR: 0.93-0.98x), inpainting and deblurring networks (1.01-1.25x: LayerNorm, softmax, FFTs
+  (SwinIR: 0.95-0.98x), inpainting and deblurring networks (0.85-1.25x: LayerNorm, softmax, FFTs
   and gates stay float32) and diffusion UNets keep float32;
 - other CPUs: float32 with channels_last model and inputs (0.9-2x the speed of contiguous float32,
   while bf16 emulated without those instructions runs at 0.47-1.08x, i.e. slower);
