@@ -473,8 +473,9 @@ def _quantise(x: torch.Tensor, bit_depth: int) -> torch.Tensor:
 
 def _quantised_hwc(chw: torch.Tensor, bit_depth: int) -> torch.Tensor:
     """(C, H, W) float -> (H, W, C) clamped to [0, 1], then as :func:`_quantise`, a block of rows at a
-    time: each block's float temporaries stay in cache and only the result is allocated (a 48-MP
-    RGB output: 0.65 -> 0.13 s against clamp, scale, round and transpose over the whole image)."""
+    time: each block's float temporaries stay in cache and only the result is allocated
+    (:func:`from_model_output` of a 48-MP RGB output to uint8: 0.6-0.7 s with whole-image clamp,
+    scale, round and transpose, 0.17-0.26 s in blocks; 2-core AMD EPYC)."""
     c, h, w = chw.shape
     dtype = {8: torch.uint8, 16: torch.int32}.get(bit_depth, torch.float32)
     result = torch.empty((h, w, c), dtype=dtype)
