@@ -111,16 +111,14 @@ def cpu_bf16_instructions() -> str | None:
     capabilities = getattr(torch.cpu, "get_capabilities", None)
     if capabilities is None or not torch.backends.mkldnn.is_available():
         return None
+    init_amx = getattr(torch.cpu, "_init_amx", None)
     try:
         flags = capabilities()
-        init_amx = getattr(torch.cpu, "_init_amx", None)
         if flags.get("amx_bf16", False) and init_amx is not None and init_amx():
             return "amx_bf16"
-        if flags.get("avx512_bf16", False):
-            return "avx512_bf16"
     except (RuntimeError, AttributeError):
         return None
-    return None
+    return "avx512_bf16" if flags.get("avx512_bf16", False) else None
 
 
 def default_precision(spec: ModelSpec, device: torch.device) -> torch.dtype:
