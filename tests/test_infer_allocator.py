@@ -15,26 +15,31 @@ from restore.infer import allocator
 
 GLIBC = sys.platform.startswith("linux") and bool(os.confstr("CS_GNU_LIBC_VERSION") or "")
 
-# Allocate, fill and free a 64 MB tensor (above glibc's largest automatic mmap threshold, 32 MiB) a
-# few times, then count the page faults of doing it once more.
+# Allocate, fill and free a 64 MB tensor (above glibc's largest automatic mmap threshold, 32 MiB)
+# again and again and count the page faults of the last allocations. With the settings, the first
+# few allocations still grow the heap (a freed block is fenced in by small allocations made beside
+# it; seen settled after 2 to 5 of them), and every later one reuses freed heap memory.
+SETTLING = 8
+MEASURED = 8
 PROBE = textwrap.dedent(
-    """
+    f"""
     import resource, sys
     import torch
     from restore.infer.allocator import keep_freed_buffers
     applied = keep_freed_buffers() if sys.argv[1] == "tuned" else False
     def faults():
         return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(3):  # the heap settles
+    for _ in range({SETTLING}):
         torch.empty(16 * 2**20).fill_(1.0)
     before = faults()
-    torch.empty(16 * 2**20).fill_(1.0)
+    for _ in range({MEASURED}):
+        torch.empty(16 * 2**20).fill_(1.0)
     print(applied, faults() - before)
     """
 )
 
 
-def second_allocation_faults(mode: str) -> tuple[bool, int]:
+def measured_allocation_faults(mode: str) -> tuple[bool, int]:
     env = {k: v for k, v in os.environ.items() if k not in allocator.ENVIRONMENT}
     done = subprocess.run(
         [sys.executable, "-c", PROBE, mode], capture_output=True, text=True, env=env, check=True
@@ -53,13 +58,14 @@ def transparent_huge_pages_always() -> bool:
 
 @pytest.mark.skipif(not GLIBC, reason="glibc's mallopt")
 def test_freed_buffers_are_reused_instead_of_faulted_in_again():
-    pages = 64 * 2**20 // 4096
-    applied, faults = second_allocation_faults("plain")
+    pages = 64 * 2**20 // 4096  # of one allocation
+    applied, faults = measured_allocation_faults("plain")
     assert not applied
     if not transparent_huge_pages_always():  # else a fresh mapping may fault in 2 MiB at a time
-        assert faults > 0.8 * pages  # a fresh mapping, zero-filled page by page
-    applied, faults = second_allocation_faults("tuned")
-    assert applied and faults < 0.05 * pages  # the freed heap memory, reused
+        assert faults > 0.8 * MEASURED * pages  # every one a fresh mapping, zero-filled page by page
+    applied, faults = measured_allocation_faults("tuned")
+    # Freed heap memory, reused: at most one late fresh allocation in eight (none seen in 30 runs).
+    assert applied and faults < 1.5 * pages
 
 
 def test_settings_in_the_environment_win(monkeypatch):
