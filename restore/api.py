@@ -226,14 +226,27 @@ def _run(
 
 
 def restore_source(predictor, source, *, mask: torch.Tensor | None = None, alpha_mode: str = "resize"):
-    """Run ``predictor`` on a coerced input: ``(output (N,C,H',W'), restored alpha or None)``.
+    """Run ``predictor`` on a coerced input: ``(output, restored alpha or None)`` for
+    :func:`restore.io.convert.from_model_output`.
 
-    ``mask`` (from :func:`mask_tensor`) is passed to inpainting models; the alpha channel is run
-    through the model only with ``alpha_mode="model"`` (else the converter resizes it).
+    The output is a tensor (N,C,H',W') for tensor sources and models run by a sampler; for path, PIL
+    and numpy sources a :class:`~restore.io.quantise.QuantisedImage` that the :class:`Predictor`
+    wrote each tile into as it was computed (an 8-bit result never exists in float32). ``mask``
+    (from :func:`mask_tensor`) is passed to inpainting models; the alpha channel is run through the
+    model only with ``alpha_mode="model"`` (else the converter resizes it).
     """
-    if mask is not None:
-        return predictor(source.rgb, mask), None
-    return predictor(source.rgb), _restore_alpha(predictor, source, alpha_mode)
+    from restore.infer.predictor import Predictor
+    from restore.io.convert import output_image
+
+    image = output_image(source, predictor.spec.scale) if isinstance(predictor, Predictor) else None
+    inputs = (source.rgb,) if mask is None else (source.rgb, mask)
+    if image is None:
+        out = predictor(*inputs)
+    else:
+        predictor(*inputs, write=image.write)
+        out = image
+    alpha = None if mask is not None else _restore_alpha(predictor, source, alpha_mode)
+    return out, alpha
 
 
 def upscale(

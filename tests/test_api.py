@@ -354,6 +354,32 @@ def test_tiled_equals_whole_through_the_api(weights):
     assert np.abs(whole - small).max() < 1e-3
 
 
+@pytest.mark.parametrize("kind", ["numpy", "pil", "path"])
+def test_images_are_written_tile_by_tile_into_their_bit_depth(kind, weights, tmp_path, monkeypatch):
+    from restore.io.convert import to_model_input
+    from restore.io.quantise import QuantisedImage
+
+    path = weights["compact_tiny"]
+    pixels = rand_u8(70, 90, 3, seed=12)
+    image = {"numpy": pixels, "pil": Image.fromarray(pixels), "path": tmp_path / "in.png"}[kind]
+    Image.fromarray(pixels).save(tmp_path / "in.png")
+    predictor = api.get_predictor(path, task="sr", scale=4, tile=41, device="cpu")
+    tensor = restore.upscale(torch.from_numpy(pixels).permute(2, 0, 1), model=path, tile=41, device="cpu")
+    writes: list[tuple[int, int]] = []
+    write = QuantisedImage.write
+
+    def counted(self, block: torch.Tensor, top: int, left: int) -> None:
+        writes.append((top, left))
+        write(self, block, top, left)
+
+    monkeypatch.setattr(QuantisedImage, "write", counted)
+    out, alpha = api.restore_source(predictor, to_model_input(image))
+    assert isinstance(out, QuantisedImage) and alpha is None and len(set(writes)) > 4  # tile by tile
+    result = restore.upscale(image, model=path, tile=41, device="cpu")
+    assert np.array_equal(np.asarray(result), tensor.permute(1, 2, 0).numpy())  # as the tensor path rounds
+    assert isinstance(api.restore_source(predictor, to_model_input(torch.rand(1, 3, 8, 8)))[0], torch.Tensor)
+
+
 def test_out_of_memory_halves_the_tile_through_the_api(weights, monkeypatch):
     path = weights["compact_tiny"]
     x = torch.rand(1, 3, 70, 90, generator=torch.Generator().manual_seed(10))

@@ -107,6 +107,20 @@ def test_explicit_tile_matches_the_whole_image_and_is_rounded_to_the_size_multip
     assert diff < 1e-5, diff
 
 
+@pytest.mark.parametrize("name", ["compact_tiny", "edsr_tiny"])  # sub-pixel and tensor tile outputs
+def test_write_gets_the_quantised_image_the_tensor_output_gives(name):
+    from restore.io.quantise import QuantisedImage, quantise
+
+    torch.manual_seed(0)
+    predictor = Predictor(models.build(name).eval(), device="cpu", tile=41)
+    x = image(70, 90)
+    expected = quantise(predictor(x)[0].permute(1, 2, 0).clamp(0, 1), 8)
+    written = QuantisedImage(280, 360, bit_depth=8, gray=False, alpha=False)
+    assert predictor(x, write=written.write) is None
+    assert predictor.last_tile == 41  # tiled: written tile by tile
+    assert torch.equal(written.pixels, expected)
+
+
 def test_auto_tile_under_a_small_memory_budget(monkeypatch):
     model = compact()
     predictor = Predictor(model, device="cpu", tile_batch=1)

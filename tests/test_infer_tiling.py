@@ -417,3 +417,59 @@ def test_exact_tiling_equals_the_whole_image(name, tile, size):
     assert len(tile_boxes(*size, tile, overlap)) >= 6
     diff = (tiled - whole).abs().max().item()
     assert diff < 1e-5, f"{name}: tiled differs from whole by {diff:.2e}"
+
+
+class Canvas:
+    """A ``write`` callback of tiled_forward: pastes every block and counts the writes of each pixel."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.image = torch.full(shape, float("nan"))
+        self.writes = torch.zeros(shape[-2:], dtype=torch.int64)
+        self.blocks = 0
+
+    def __call__(self, block: torch.Tensor, top: int, left: int) -> None:
+        h, w = block.shape[-2:]
+        self.image[..., top : top + h, left : left + w] = block
+        self.writes[top : top + h, left : left + w] += 1
+        self.blocks += 1
+
+
+@pytest.mark.parametrize(
+    ("name", "subpixel", "exact", "tile"),
+    [
+        ("compact_tiny", True, True, 41),  # sub-pixel tile centres, streamed in strips
+        ("edsr_tiny", False, True, 81),  # tensor tile centres, streamed
+        ("compact_tiny", False, False, 60),  # blended: the finished output, once
+        ("compact_tiny", True, True, None),  # one pass: the whole output, once
+    ],
+)
+def test_write_receives_the_output_block_by_block_covering_every_pixel(
+    name, subpixel, exact, tile, monkeypatch
+):
+    import restore.infer.tiling as tiling
+
+    monkeypatch.setattr(tiling, "STRIP_BYTES", 3 * 4 * 164 * 12)  # 12-row strips of a 41-pixel tile
+    model = build(name)
+    spec = model.spec
+    fn = model.forward_subpixel if subpixel else model
+    x = torch.rand(1, 3, 67, 93, generator=torch.Generator().manual_seed(3))
+    kwargs = dict(
+        scale=spec.scale,
+        tile=tile,
+        overlap=default_overlap(spec.receptive_field, exact=exact),
+        receptive_field=spec.receptive_field,
+    )
+    canvas = Canvas((1, 3, 67 * spec.scale, 93 * spec.scale))
+    with torch.inference_mode():
+        expected = tiled_forward(fn, x, **kwargs)
+        assert tiled_forward(fn, x, write=canvas, **kwargs) is None
+        retried, used = tiled_forward_with_fallback(fn, x, write=canvas, **kwargs)
+    assert retried is None and used == tile
+    # every pixel in each call; neighbouring tile centres may share a few rows (the later one wins)
+    assert canvas.writes.min() >= 2 and (canvas.writes.max() == 2 or exact)
+    torch.testing.assert_close(canvas.image, expected, atol=0, rtol=0)
+    boxes = len(tile_boxes(67, 93, tile, kwargs["overlap"])) if tile else 1
+    if exact and tile:  # one block per tile centre, or several strips of each
+        assert canvas.blocks > 2 * boxes if subpixel else canvas.blocks == 2 * boxes
+    else:
+        assert canvas.blocks == 2

@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image, ImageCms, ImageOps
 
-from restore.io import convert
+from restore.io import quantise
 from restore.io.convert import (
     ImageInput,
     from_model_output,
@@ -346,7 +346,7 @@ def test_output_is_clamped_then_rounded():
 @pytest.mark.parametrize(("dtype", "scale"), [(np.uint8, 255.0), (np.uint16, 65535.0), (np.float32, None)])
 @pytest.mark.parametrize("block_bytes", [1, 700, 2**19])  # rows per block: 1, a few, all
 def test_output_is_quantised_in_blocks_of_rows_like_the_whole_image(dtype, scale, block_bytes, monkeypatch):
-    monkeypatch.setattr(convert, "QUANTISE_BLOCK_BYTES", block_bytes)
+    monkeypatch.setattr(quantise, "QUANTISE_BLOCK_BYTES", block_bytes)
     output = torch.rand(1, 3, 23, 17, generator=torch.Generator().manual_seed(5)) * 1.2 - 0.1
     result = from_model_output(output, to_model_input(np.zeros((23, 17, 3), dtype)))
     hwc = output[0].permute(1, 2, 0).clamp(0, 1)  # the whole-image reference
@@ -604,7 +604,7 @@ def test_save_like_carries_the_source_icc_profile_for_integer_results(tmp_path):
 
 
 def test_all_finite_sees_nan_and_both_infinities():
-    from restore.io.convert import all_finite
+    from restore.io.quantise import all_finite
 
     x = torch.rand(2, 3, 5, 5)
     assert all_finite(x) and all_finite(x.bfloat16())

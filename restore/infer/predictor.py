@@ -52,6 +52,7 @@ from restore.models.registry import ModelSpec, spec_of
 from restore.models.subpixel import SubpixelOutput
 
 from .tiling import (
+    WriteFn,
     default_overlap,
     is_out_of_memory,
     min_tile_size,
@@ -206,9 +207,10 @@ class Predictor:
     by ``restore.models.build`` or ``restore.models.load`` (it needs ``model.spec``); the model is put
     in eval mode and moved to ``device`` once. ``predictor(image)`` or ``predictor(image, mask)``:
     float tensors (N,C,H,W) in [0,1] on any device -> float32 (N,C_out,H*scale,W*scale) on the
-    input's device, not clamped. ``tile``: side in input pixels (rounded to the model's size
-    multiple) or None to choose from free memory; ``tile_batch``: tiles per forward (default 4 on
-    CUDA, 1 on the CPU).
+    input's device, not clamped; ``predictor(image, write=fn)`` passes the output to ``fn`` block by
+    block instead (the API writes 8-bit images this way). ``tile``: side in input pixels (rounded to
+    the model's size multiple) or None to choose from free memory; ``tile_batch``: tiles per forward
+    (default 4 on CUDA, 1 on the CPU).
     """
 
     def __init__(
@@ -312,7 +314,11 @@ class Predictor:
             if name == "mask" and x.shape[1] != 1:
                 raise ValueError(f"mask must have 1 channel, got shape {tuple(x.shape)}")
 
-    def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
+    def __call__(self, *inputs: torch.Tensor, write: WriteFn | None = None) -> torch.Tensor | None:
+        """float (N,C,H,W) image (and mask) -> float32 (N,C_out,H*scale,W*scale), or None after
+        passing the output to ``write(block, top, left)`` a block at a time (see
+        :func:`~restore.infer.tiling.tiled_forward`; e.g.
+        :meth:`restore.io.quantise.QuantisedImage.write`)."""
         self._validate(inputs)
         tile = self.choose_tile(inputs)
         with torch.no_grad():
@@ -325,6 +331,7 @@ class Predictor:
                 receptive_field=self.spec.receptive_field,
                 size_multiple=self.spec.size_multiple,
                 tile_batch=self.tile_batch,
+                write=write,
             )
         if used != tile:  # an out-of-memory fallback: do not try larger tiles again
             self._tile_limit = used

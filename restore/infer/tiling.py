@@ -38,10 +38,12 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from restore.models.subpixel import SubpixelOutput
+from restore.models.subpixel import STRIP_BYTES, SubpixelOutput
 
 Box = tuple[int, int, int, int]
 TileFn = Callable[..., torch.Tensor | SubpixelOutput]
+# write(block (N, C, h, w) float, top, left): takes the output a block at a time instead of a tensor
+WriteFn = Callable[[torch.Tensor, int, int], None]
 
 OOM_MESSAGES = ("out of memory", "can't allocate memory")
 
@@ -79,7 +81,10 @@ def tile_boxes(height: int, width: int, tile: int, overlap: int, size_multiple: 
     and ``overlap``), sides and positions stay multiples of it. Row-major order.
     """
     for name, value in (
-        ("height", height), ("width", width), ("tile", tile), ("size_multiple", size_multiple)
+        ("height", height),
+        ("width", width),
+        ("tile", tile),
+        ("size_multiple", size_multiple),
     ):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
@@ -202,7 +207,8 @@ def tiled_forward(
     receptive_field: int,
     size_multiple: int = 1,
     tile_batch: int = 4,
-) -> torch.Tensor:
+    write: WriteFn | None = None,
+) -> torch.Tensor | None:
     """Run ``fn`` over equal, overlapping tiles of ``inputs`` and blend the results.
 
     - ``fn(*tiles) -> (B, C_out, h*scale, w*scale)``: called with one crop per input, all cut with
@@ -216,9 +222,16 @@ def tiled_forward(
       With ``overlap == 2 * receptive_field`` (rounded to ``size_multiple``) there is no ramp: each
       tile's exact centre is pasted, with no accumulation or division.
 
+    - ``write``: None, or ``write(block, top, left)`` called with blocks (N, C_out, h, w) of the
+      output that together cover it (e.g. :meth:`restore.io.quantise.QuantisedImage.write`):
+      pasted tile centres are passed as they are computed, a cache-sized strip at a time, so the
+      whole output never exists as one float tensor (neighbouring centres may share a few rows or
+      columns; the later write holds the value); with blending, or in one pass, the finished
+      output is passed whole.
+
     Returns (N, C_out, H*scale, W*scale) on the inputs' device, accumulated in float32 (float64 if
-    ``fn`` returns float64) and returned in ``fn``'s output dtype. Gradients are not disabled here:
-    call it under ``torch.inference_mode()``.
+    ``fn`` returns float64) and returned in ``fn``'s output dtype; None when ``write`` is given.
+    Gradients are not disabled here: call it under ``torch.inference_mode()``.
     """
     tensors = _as_tuple(inputs)
     for name, value in (("scale", scale), ("size_multiple", size_multiple), ("tile_batch", tile_batch)):
@@ -270,11 +283,14 @@ def tiled_forward(
                 f"fn returned shape {tuple(result.shape)} for input {tuple(padded[0].shape)}; "
                 f"expected (N={n}, C, {expected[1]}, {expected[2]}) with scale {scale}"
             )
-        return result[..., :out_h, :out_w].to(tensors[0].device)
+        return _deliver(result[..., :out_h, :out_w].to(tensors[0].device), write)
 
     # Exact without a ramp: every output pixel is taken from one tile whose zero band it is not in.
     paste = ramp == 0 and overlap >= 2 * receptive_field
     out = row_sum = col_sum = None
+    streamed = paste and write is not None  # tile centres go straight to write: no output tensor
+    acc_dtype = out_dtype = None
+    device = tensors[0].device
     per_call = max(1, tile_batch // n)
     for first in range(0, len(boxes), per_call):
         group = boxes[first : first + per_call]
@@ -291,19 +307,18 @@ def tiled_forward(
                 f"fn returned shape {tuple(result.shape)} for input tiles {tuple(crops[0].shape)}; "
                 f"expected (B={expected[0]}, C, {expected[1]}, {expected[2]}) with scale {scale}"
             )
-        if out is None:
+        if acc_dtype is None:
             acc_dtype = torch.float64 if result.dtype == torch.float64 else torch.float32
             out_dtype = result.dtype
-            device = tensors[0].device
-            if paste:  # every pixel is written once or more: no zeros, no weight sums
+            if paste and not streamed:  # every pixel is written once or more: no zeros, no weight sums
                 out = torch.empty(n, result.shape[1], out_h, out_w, dtype=acc_dtype, device=device)
-            else:
+            elif not paste:
                 out = torch.zeros(n, result.shape[1], out_h, out_w, dtype=acc_dtype, device=device)
                 row_sum = torch.zeros(ph * scale, dtype=acc_dtype, device=device)
                 col_sum = torch.zeros(pw * scale, dtype=acc_dtype, device=device)
                 profiles: dict[tuple[int, bool, bool], torch.Tensor] = {}
         if not subpixel:
-            result = result.to(device=out.device, dtype=out.dtype)
+            result = result.to(device=device, dtype=acc_dtype)
         for k, (top, left, h, w) in enumerate(group):
             y0, x0, y1, x1 = top * scale, left * scale, (top + h) * scale, (left + w) * scale
             piece = result.batch(k * n, (k + 1) * n) if subpixel else result[k * n : (k + 1) * n]
@@ -313,7 +328,9 @@ def tiled_forward(
                 b = min(y1 - (zero if top + h < ph else 0), out_h) - y0
                 c = zero if left > 0 else 0
                 d = min(x1 - (zero if left + w < pw else 0), out_w) - x0
-                if b > a and d > c:
+                if b > a and d > c and streamed:
+                    _write_centre(piece, write, (a, b, c, d), y0, x0)
+                elif b > a and d > c:
                     target = out[..., y0 + a : y0 + b, x0 + c : x0 + d]
                     if subpixel:  # shuffle + skip written straight into the output
                         piece.write_to(target, a, b, c, d)
@@ -332,12 +349,40 @@ def tiled_forward(
                 continue
             target = out[..., y0 : y0 + ch, x0 : x0 + cw]
             target.addcmul_(piece[..., :ch, :cw], rows[:ch, None] * cols[None, :cw])
+    if streamed:
+        return None
     assert out is not None
     if not paste:
         assert row_sum is not None and col_sum is not None
         # The weights are the outer product of row and column profiles, so their sum is too.
         out.div_(row_sum[:out_h, None]).div_(col_sum[None, :out_w])
-    return out if out.dtype == out_dtype else out.to(out_dtype)
+    return _deliver(out if out.dtype == out_dtype else out.to(out_dtype), write)
+
+
+def _deliver(out: torch.Tensor, write: WriteFn | None) -> torch.Tensor | None:
+    """``out``, or None after passing it whole to ``write``."""
+    if write is None:
+        return out
+    write(out, 0, 0)
+    return None
+
+
+def _write_centre(piece: torch.Tensor | SubpixelOutput, write: WriteFn, crop: Box, y0: int, x0: int) -> None:
+    """Pass rows ``crop[0]:crop[1]``, columns ``crop[2]:crop[3]`` of a tile's output at ``(y0, x0)``
+    to ``write``: a sub-pixel output is materialised a cache-sized strip at a time into one buffer."""
+    a, b, c, d = crop
+    if not isinstance(piece, SubpixelOutput):
+        write(piece[..., a:b, c:d], y0 + a, x0 + c)
+        return
+    n, channels = piece.shape[:2]
+    s = piece.scale
+    rows = max(s, STRIP_BYTES // (n * channels * (d - c) * piece.dtype.itemsize) // s * s)
+    strip = torch.empty(n, channels, min(rows, b - a), d - c, dtype=piece.dtype, device=piece.skip.device)
+    for top in range(a, b, rows):
+        bottom = min(top + rows, b)
+        part = strip[:, :, : bottom - top]
+        piece.write_to(part, top, bottom, c, d)
+        write(part, y0 + top, x0 + c)
 
 
 def _profile(
@@ -380,8 +425,10 @@ def tiled_forward_with_fallback(
     size_multiple: int = 1,
     tile_batch: int = 4,
     min_tile: int = 32,
-) -> tuple[torch.Tensor, int | None]:
-    """:func:`tiled_forward`, halving the tile on out-of-memory errors. Returns ``(output, tile_used)``.
+    write: WriteFn | None = None,
+) -> tuple[torch.Tensor | None, int | None]:
+    """:func:`tiled_forward`, halving the tile on out-of-memory errors. Returns ``(output, tile_used)``
+    (output None when ``write`` is given; a retry writes every block again).
 
     ``tile_used`` is ``None`` when one pass over the whole image worked. Each halving empties the
     CUDA cache and warns. The tile never goes below ``max(min_tile, 2 * overlap + 1)`` (rounded to
@@ -405,6 +452,7 @@ def tiled_forward_with_fallback(
                 receptive_field=receptive_field,
                 size_multiple=size_multiple,
                 tile_batch=tile_batch,
+                write=write,
             )
             return out, current
         except (RuntimeError, torch.OutOfMemoryError) as err:

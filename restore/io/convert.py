@@ -57,22 +57,19 @@ from .image import (
     write_array,
     write_image,
 )
+from .quantise import NON_FINITE, QuantisedImage, all_finite, quantise, rgb_to_gray
 
 __all__ = [
     "ImageInput",
     "from_model_output",
+    "output_image",
     "resize_alpha",
     "rgb_to_gray",
     "save_like",
     "to_model_input",
 ]
 
-QUANTISE_BLOCK_BYTES = 2**19  # float32 rows per block of _quantised_hwc: a block stays in L2
 FLOAT_SLACK = 1e-3  # float input may overshoot [0, 1] by this much (rounding in the user's maths)
-BT601 = (0.299, 0.587, 0.114)
-# bit depth -> (scale of [0, 1], dtype of the rounded integers; int32 holds 16-bit values for torch)
-_QUANTISED = {8: (255.0, torch.uint8), 16: (65535.0, torch.int32)}
-
 _PIL_16BIT = {"I;16": "<u2", "I;16L": "<u2", "I;16B": ">u2", "I;16N": "=u2"}
 _PIL_TO_RGB = ("RGBX", "YCbCr", "CMYK", "LAB", "HSV")
 _NUMPY_DTYPES = "uint8, uint16, float16, float32 or float64"
@@ -324,14 +321,6 @@ def _array_to_chw(array: np.ndarray, scale: float) -> torch.Tensor:
     return (x / scale).contiguous() if scale != 1.0 else x.contiguous()
 
 
-def all_finite(x: torch.Tensor) -> bool:
-    """Whether a non-empty float tensor has no NaN or infinity: its min and max are finite (NaN
-    propagates through both). One pass without a mask: 0.035 s against 0.51 s for
-    ``isfinite(x).all()`` on a 48-megapixel RGB output."""
-    low, high = torch.aminmax(x)
-    return bool(torch.isfinite(low) & torch.isfinite(high))
-
-
 def _check_float(x: torch.Tensor, name: str, dtype: str) -> torch.Tensor:
     """Refuse NaN/inf and values outside [0, 1] (beyond :data:`FLOAT_SLACK`); clamp the slack away."""
     low, high = (float(v) for v in torch.aminmax(x))  # NaN propagates into both
@@ -376,14 +365,6 @@ def _usable_icc(profile: bytes | None, gray: bool, name: str) -> bytes | None:
 # ----------------------------------------------------------------------------- output
 
 
-def rgb_to_gray(x: torch.Tensor) -> torch.Tensor:
-    """ITU-R BT.601 luma: (N, 3, H, W) -> (N, 1, H, W), ``0.299 R + 0.587 G + 0.114 B``."""
-    if x.ndim != 4 or x.shape[1] != 3:
-        raise ValueError(f"rgb_to_gray expects (N, 3, H, W), got shape {tuple(x.shape)}")
-    weights = torch.tensor(BT601, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    return (x * weights).sum(dim=1, keepdim=True)
-
-
 def resize_alpha(alpha: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Resize an alpha channel ``(N, 1, H, W)`` to ``size = (H', W')``: bicubic, then clamped to [0, 1].
 
@@ -409,8 +390,25 @@ def resize_alpha(alpha: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return out.clamp_(0.0, 1.0).to(alpha.dtype)
 
 
+def output_image(source: ImageInput, scale: int) -> QuantisedImage | None:
+    """An empty :class:`~restore.io.quantise.QuantisedImage` for a ``scale``-x model's output on
+    ``source``, for tiled inference to write into (``predictor(source.rgb, write=image.write)``) and
+    :func:`from_model_output` to finish; None for a tensor source, whose result stays a tensor."""
+    if not isinstance(source, ImageInput):
+        raise TypeError(f"source must be the ImageInput from to_model_input, got {type(source).__name__}")
+    if source.kind == "tensor":
+        return None
+    height, width = source.size
+    return _image_for(source, height * scale, width * scale)
+
+
+def _image_for(source: ImageInput, height: int, width: int) -> QuantisedImage:
+    alpha = source.alpha is not None
+    return QuantisedImage(height, width, bit_depth=source.bit_depth, gray=source.gray, alpha=alpha)
+
+
 def from_model_output(
-    output: torch.Tensor, source: ImageInput, *, alpha: torch.Tensor | None = None
+    output: torch.Tensor | QuantisedImage, source: ImageInput, *, alpha: torch.Tensor | None = None
 ) -> Any:
     """Model output ``(N, 3, H', W')`` (or ``(N, 1, H', W')``) in [0, 1] -> the kind ``source`` came as.
 
@@ -419,26 +417,21 @@ def from_model_output(
     Values are clamped to [0, 1], then scaled and rounded for uint8/uint16. Returns a numpy array for
     "path" and "numpy" sources, a PIL image for "pil" (``info["icc_profile"]`` set when the source had
     one) and a tensor on the source's device for "tensor"; see the module docstring for modes.
+    ``output`` may also be the image of :func:`output_image` that the model output was written into.
     """
-    out = _check_output(output, source)
-    if source.gray and out.shape[1] == 3:
-        out = rgb_to_gray(out.clamp(0.0, 1.0))  # the luma of displayable colours
-    elif not source.gray and out.shape[1] == 1:
-        out = out.expand(-1, 3, -1, -1)
-    size = tuple(out.shape[-2:])
+    if isinstance(output, QuantisedImage):
+        image = _check_written(output, source)
+    else:
+        out = _check_output(output, source)
+        if source.kind == "tensor":
+            return _to_tensor(out, source, alpha)
+        image = _image_for(source, *out.shape[-2:])
+        image.write(out, 0, 0)
     if alpha is not None:
-        if source.alpha is None:
-            raise ValueError("alpha was given, but the source image has no alpha channel")
-        if not isinstance(alpha, torch.Tensor) or tuple(alpha.shape) != (out.shape[0], 1, *size):
-            shape = tuple(alpha.shape) if isinstance(alpha, torch.Tensor) else type(alpha).__name__
-            expected = (out.shape[0], 1, *size)
-            raise ValueError(f"alpha must have shape {expected} to match the output, got {shape}")
-        out = torch.cat([out, alpha.detach().to(out)], dim=1)
+        image.write_alpha(_check_alpha(alpha, source, 1, image.size).detach())
     elif source.alpha is not None:
-        out = torch.cat([out, resize_alpha(source.alpha.to(out.device), size)], dim=1)
-    if source.kind == "tensor":
-        return _to_tensor(out.clamp(0.0, 1.0), source)
-    hwc = _quantised_hwc(out[0].cpu(), source.bit_depth).numpy()
+        image.write_alpha(resize_alpha(source.alpha.cpu(), image.size))
+    hwc = image.pixels.numpy()
     if source.kind == "pil":
         return _to_pil(hwc, source)
     array = hwc[..., 0] if source.layout == "HW" else hwc
@@ -458,37 +451,43 @@ def _check_output(output: torch.Tensor, source: ImageInput) -> torch.Tensor:
         raise ValueError(f"output has {output.shape[0]} images but the source has {batch}")
     if 0 in output.shape[-2:]:
         raise ValueError(f"empty image: output has shape {tuple(output.shape)}, with no pixels")
-    out = output.detach().float()
+    return output.detach().float()
+
+
+def _check_written(image: QuantisedImage, source: ImageInput) -> QuantisedImage:
+    """``image`` must have the channels and bit depth :func:`output_image` gives ``source``."""
+    if not isinstance(source, ImageInput):
+        raise TypeError(f"source must be the ImageInput from to_model_input, got {type(source).__name__}")
+    channels = (1 if source.gray else 3) + (source.alpha is not None)
+    if source.kind == "tensor" or (image.bit_depth, image.pixels.shape[-1]) != (source.bit_depth, channels):
+        raise ValueError("the output image was not made by output_image() for this source")
+    return image
+
+
+def _check_alpha(alpha: Any, source: ImageInput, batch: int, size: tuple[int, int]) -> torch.Tensor:
+    if source.alpha is None:
+        raise ValueError("alpha was given, but the source image has no alpha channel")
+    if not isinstance(alpha, torch.Tensor) or tuple(alpha.shape) != (batch, 1, *size):
+        shape = tuple(alpha.shape) if isinstance(alpha, torch.Tensor) else type(alpha).__name__
+        raise ValueError(f"alpha must have shape {(batch, 1, *size)} to match the output, got {shape}")
+    return alpha
+
+
+def _to_tensor(out: torch.Tensor, source: ImageInput, alpha: torch.Tensor | None) -> torch.Tensor:
+    """The tensor result (N, C, H', W') of a tensor source, in its dtype, layout and device."""
     if not all_finite(out):
-        raise ValueError("output contains NaN or infinite values (fp16 overflow in the model?)")
-    return out
-
-
-def _quantise(x: torch.Tensor, bit_depth: int) -> torch.Tensor:
-    """Clamped float in [0, 1] -> rounded integers (uint8 for 8 bits, int32 for 16), or float32 as is."""
-    if bit_depth not in _QUANTISED:
-        return x
-    scale, dtype = _QUANTISED[bit_depth]
-    return x.mul(scale).round_().to(dtype)
-
-
-def _quantised_hwc(chw: torch.Tensor, bit_depth: int) -> torch.Tensor:
-    """(C, H, W) float -> (H, W, C) clamped to [0, 1], then as :func:`_quantise`, a block of rows at a
-    time: each block's float temporaries stay in cache and only the result is allocated
-    (:func:`from_model_output` of a 48-MP RGB output to uint8: 0.6-0.7 s with whole-image clamp,
-    scale, round and transpose, 0.17-0.26 s in blocks; 2-core AMD EPYC)."""
-    c, h, w = chw.shape
-    dtype = _QUANTISED[bit_depth][1] if bit_depth in _QUANTISED else torch.float32
-    result = torch.empty((h, w, c), dtype=dtype)
-    rows = max(1, QUANTISE_BLOCK_BYTES // (w * c * 4))
-    for top in range(0, h, rows):
-        block = chw[:, top : top + rows].permute(1, 2, 0).clamp(0.0, 1.0)
-        result[top : top + rows].copy_(_quantise(block, bit_depth))
-    return result
-
-
-def _to_tensor(out: torch.Tensor, source: ImageInput) -> torch.Tensor:
-    q = _quantise(out, source.bit_depth).to(source.dtype)
+        raise ValueError(NON_FINITE)
+    if source.gray and out.shape[1] == 3:
+        out = rgb_to_gray(out.clamp(0.0, 1.0))  # the luma of displayable colours
+    elif not source.gray and out.shape[1] == 1:
+        out = out.expand(-1, 3, -1, -1)
+    size = tuple(out.shape[-2:])
+    if alpha is not None:
+        alpha = _check_alpha(alpha, source, out.shape[0], size)
+        out = torch.cat([out, alpha.detach().to(out)], dim=1)
+    elif source.alpha is not None:
+        out = torch.cat([out, resize_alpha(source.alpha.to(out.device), size)], dim=1)
+    q = quantise(out.clamp(0.0, 1.0), source.bit_depth).to(source.dtype)
     if source.layout == "HW":
         q = q[0, 0]
     elif source.layout == "CHW":
