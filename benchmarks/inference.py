@@ -37,12 +37,14 @@ from multiprocessing import get_context
 from pathlib import Path
 from statistics import median
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import restore  # noqa: E402
 import restore.models as models  # noqa: E402
 from benchmarks.report import cpu_kind, machine, median_ms, peak_rss_meter, write_section  # noqa: E402
 from restore.infer import Predictor  # noqa: E402
@@ -71,6 +73,19 @@ def naive_tiles(model: nn.Module, x: torch.Tensor, tile: int, scale: int, device
                 out[..., y0 : y0 + y.shape[-2], x0 : x0 + y.shape[-1]] = y
     assert out is not None
     return out
+
+
+def uint8_image(x: torch.Tensor) -> np.ndarray:
+    """(1, 3, H, W) float in [0, 1] -> (H, W, 3) uint8, as an 8-bit photo arrives."""
+    return x[0].mul(255).round().byte().permute(1, 2, 0).contiguous().numpy()
+
+
+def naive_uint8(model: nn.Module, image: np.ndarray, tile: int, scale: int, device: str) -> np.ndarray:
+    """Real-ESRGAN's inference script around :func:`naive_tiles`: uint8 HWC -> float NCHW / 255, the
+    loop, then clamp, * 255, round, uint8 HWC."""
+    x = torch.from_numpy(image).permute(2, 0, 1).float().div(255)[None]
+    out = naive_tiles(model, x, tile, scale, device)[0].clamp_(0, 1).permute(1, 2, 0).numpy()
+    return (out * 255.0).round().astype(np.uint8)
 
 
 def conv_flops(model: nn.Module, device: str, side: int = 64) -> tuple[float, tuple, float]:
@@ -130,14 +145,31 @@ def _rss_child(name: str, megapixels: float, tile: int | None, threads: int, que
     queue.put((growth(), (x.numel() + out.numel()) * 4 / 2**20, predictor.last_tile))
 
 
+def _rss_child_api(name: str, megapixels: float, tile: int | None, threads: int, queue) -> None:
+    """In a fresh process: growth of the peak resident set during one ``restore.upscale`` of a uint8
+    image (input included)."""
+    torch.set_num_threads(threads)
+    model = build(name, "cpu")
+    width, height = _size_for(megapixels)
+    restore.upscale(uint8_image(random_image(64, 64)), model=model, device="cpu", tile=tile)  # warm-up
+    growth = peak_rss_meter()
+    image = uint8_image(random_image(width, height))
+    out = restore.upscale(image, model=model, device="cpu", tile=tile)
+    # buffers: the uint8 input and output, and the float32 copy of the input the model reads
+    queue.put((growth(), (image.nbytes * 5 + out.nbytes) / 2**20, tile))
+
+
 def _size_for(megapixels: float) -> tuple[int, int]:
     """A 4:3 image of about ``megapixels`` (width, height)."""
     height = int(round((megapixels * 1e6 * 3 / 4) ** 0.5))
     return int(round(height * 4 / 3)), height
 
 
-def peak_memory(name: str, megapixels: float, tile: int | None, device: str) -> tuple[float, float, int]:
-    """(peak MB of the call, input+output MB, tile used) for a ``megapixels`` input."""
+def peak_memory(
+    name: str, megapixels: float, tile: int | None, device: str, api: bool = False
+) -> tuple[float, float, int]:
+    """(peak MB of the call, input+output MB, tile used) for a ``megapixels`` input: the Predictor on
+    a float tensor, or (``api``, CPU) ``restore.upscale`` on a uint8 image."""
     if device == "cuda":
         predictor = Predictor(build(name, device), device=device, tile=tile)
         width, height = _size_for(megapixels)
@@ -151,7 +183,8 @@ def peak_memory(name: str, megapixels: float, tile: int | None, device: str) -> 
         return peak, (x.numel() + out.numel()) * 4 / 2**20, predictor.last_tile
     ctx = get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_rss_child, args=(name, megapixels, tile, torch.get_num_threads(), queue))
+    child = _rss_child_api if api else _rss_child
+    proc = ctx.Process(target=child, args=(name, megapixels, tile, torch.get_num_threads(), queue))
     proc.start()
     result = queue.get()
     proc.join()
@@ -249,6 +282,47 @@ def speed(name: str, args: argparse.Namespace, x: torch.Tensor) -> dict:
     }
 
 
+def api_speed(name: str, args: argparse.Namespace, x: torch.Tensor, tile: int) -> dict:
+    """(a) for the issue's own measure: ``restore.upscale`` on an 8-bit photo (uint8 numpy in and
+    out) against the naive loops inside Real-ESRGAN's conversion (:func:`naive_uint8`), in rounds."""
+    device = args.device
+    model = build(name, device)
+    image = uint8_image(x)
+    scale = model.spec.scale
+
+    def upscale() -> np.ndarray:
+        return restore.upscale(image, model=model, device=device, precision=args.precision, tile=args.tile)
+
+    out = upscale()
+    out_mp = out.shape[0] * out.shape[1] / 1e6
+    naive_model = build(name, device)
+    whole = max(image.shape[:2])
+    sides = {c: tile if c == "same" else whole if c == "whole" else int(c) for c in NAIVE_TILES}
+    runs: dict[object, Callable] = {"api": upscale}
+    for c, side in sides.items():
+        runs[c] = lambda s=side: naive_uint8(naive_model, image, s, scale, device)
+    for run_once in runs.values():  # warm-up round
+        run_once()
+    mps: dict[object, list[float]] = {key: [] for key in runs}
+    for _ in range(args.repeats):
+        for key, run_once in runs.items():
+            mps[key].append(out_mp / (median_ms(run_once, device, 1, warmup=0) / 1000))
+    api = mps["api"]
+    naive = {
+        c: (sides[c], median(mps[c]), median([p / n for p, n in zip(api, mps[c], strict=True)]))
+        for c in NAIVE_TILES
+    }
+    levels = np.abs(out.astype(np.int16) - naive_uint8(naive_model, image, whole, scale, device))
+    print(f"{name}: restore.upscale uint8 {median(api):.2f} MP/s, naive {naive}", flush=True)
+    return {
+        "name": name,
+        "mps": median(api),
+        "naive": naive,
+        "levels_max": int(levels.max()),
+        "levels_mean": float(levels.mean()),
+    }
+
+
 def run(args: argparse.Namespace) -> str:
     device = args.device
     width, height = (int(v) for v in args.size.lower().split("x"))
@@ -256,12 +330,16 @@ def run(args: argparse.Namespace) -> str:
     results = [speed(name, args, x) for name in args.models]
 
     first = results[0]
+    api = api_speed(first["name"], args, x, first["tile"])
     mem_tile = first["tile"] if first["tiled"] else args.mem_tile
     memory_rows = []
     for mp in args.mem_sizes:
         peak, buffers, used = peak_memory(first["name"], mp, mem_tile, device)
-        memory_rows.append((mp, peak, buffers, used))
-        print(f"{mp} MP: peak {peak:.0f} MB, input+output {buffers:.0f} MB", flush=True)
+        row = [mp, peak, buffers, used]
+        if device == "cpu":
+            row += peak_memory(first["name"], mp, mem_tile, device, api=True)[:2]
+        memory_rows.append(row)
+        print(f"{mp} MP: peak {peak:.0f} MB, input+output {buffers:.0f} MB; api {row[4:]}", flush=True)
 
     peak_what = "torch.cuda.max_memory_allocated" if device == "cuda" else "peak RSS growth, fresh process"
     lines = [
@@ -300,11 +378,25 @@ def run(args: argparse.Namespace) -> str:
             + " | ".join(cells)
             + " |"
         )
+    cells = [f"{mps:.2f} MP/s: **{ratio:.2f}x**" for _, mps, ratio in api["naive"].values()]
     lines += [
         "",
         "The ratio in bold is Predictor MP/s over the baseline's (target >= 2x), the median over rounds "
         "that each time the Predictor and every baseline back to back (this shared machine's speed "
         "drifts by up to 2x over minutes, so only ratios within a round are compared).",
+        "",
+        f"The same for `restore.upscale` on an 8-bit photo ({width}x{height} uint8 numpy in, uint8 out; "
+        "each tile quantised into the result as it is computed) against the naive loops inside "
+        "Real-ESRGAN's conversion (uint8 -> float / 255, the loop, clamp, * 255, round, uint8):",
+        "",
+        "| model | restore.upscale MP/s | naive, same tile | naive, 512 | naive, whole image |",
+        "|---|---|---|---|---|",
+        f"| `{api['name']}` x{first['predictor'].spec.scale} | {api['mps']:.2f} | "
+        + " | ".join(cells)
+        + " |",
+        "",
+        f"8-bit levels from the float32 whole-image result: max {api['levels_max']}, mean "
+        f"{api['levels_mean']:.3f}.",
         "",
         "| model | conv kFLOP per output px | useful conv GFLOP/s | executed conv GFLOP/s "
         "| bare conv2d GFLOP/s, Predictor's dtype (shape) | bare float32 conv2d GFLOP/s "
@@ -338,13 +430,28 @@ def run(args: argparse.Namespace) -> str:
         "(the naive loop's seams).",
         "",
         f"Peak memory of `{first['name']}` with tile {mem_tile} ({peak_what}): flat beyond the input and "
-        "output buffers.",
+        "output buffers. Predictor: float32 tensor in and out"
+        + (
+            "; `restore.upscale`: uint8 numpy in and out, with the float32 copy of the input that the "
+            "model reads (the float32 output is never allocated)."
+            if device == "cpu"
+            else "."
+        ),
         "",
-        "| input MP | tile used | peak MB | input + output MB | peak - input - output MB |",
-        "|---|---|---|---|---|",
+        "| input MP | tile used | Predictor peak MB | input + output MB | peak - input - output MB"
+        + (
+            " | restore.upscale peak MB | input (uint8, float32) + output MB | peak - input - output MB |"
+            if device == "cpu"
+            else " |"
+        ),
+        "|---|---|---|---|---|" + ("---|---|---|" if device == "cpu" else ""),
     ]
-    for mp, peak, buffers, used in memory_rows:
-        lines.append(f"| {mp:g} | {used or 'whole'} | {peak:.0f} | {buffers:.0f} | {peak - buffers:.0f} |")
+    for mp, peak, buffers, used, *api_row in memory_rows:
+        line = f"| {mp:g} | {used or 'whole'} | {peak:.0f} | {buffers:.0f} | {peak - buffers:.0f} |"
+        if api_row:
+            api_peak, api_buffers = api_row
+            line += f" {api_peak:.0f} | {api_buffers:.0f} | {api_peak - api_buffers:.0f} |"
+        lines.append(line)
     return "\n".join(lines) + "\n"
 
 
