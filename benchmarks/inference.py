@@ -221,6 +221,39 @@ def peak_memory(
 NAIVE_TILES = ("same", 512, "whole")  # the Predictor's tile, a common --tile, Real-ESRGAN's default (0)
 
 
+def naive_sides(tile: int, whole: int) -> dict[object, int]:
+    """Tile side of each naive baseline of :data:`NAIVE_TILES`."""
+    return {c: tile if c == "same" else whole if c == "whole" else int(c) for c in NAIVE_TILES}
+
+
+def timed_rounds(
+    runs: dict[object, Callable],
+    out_mp: float,
+    device: str,
+    repeats: int,
+    after_round: Callable[[], None] | None = None,
+) -> dict[object, list[float]]:
+    """Output MP/s of every run per round: a warm-up round, then ``repeats`` rounds that time the runs
+    back to back (``after_round`` is called at the end of each)."""
+    for run_once in runs.values():
+        run_once()
+    mps: dict[object, list[float]] = {key: [] for key in runs}
+    for _ in range(repeats):
+        for key, run_once in runs.items():
+            mps[key].append(out_mp / (median_ms(run_once, device, 1, warmup=0) / 1000))
+        if after_round is not None:
+            after_round()
+    return mps
+
+
+def against_naive(ours: list[float], mps: dict[object, list[float]], sides: dict[object, int]) -> dict:
+    """Per naive baseline: (tile side, median MP/s, median over rounds of ours / its MP/s)."""
+    return {
+        c: (sides[c], median(mps[c]), median([p / n for p, n in zip(ours, mps[c], strict=True)]))
+        for c in NAIVE_TILES
+    }
+
+
 def speed(name: str, args: argparse.Namespace, x: torch.Tensor) -> dict:
     """(a) and (b) for one model: Predictor and naive loops, conv efficiency.
 
@@ -243,29 +276,24 @@ def speed(name: str, args: argparse.Namespace, x: torch.Tensor) -> dict:
     conv_in = (predictor.tile_batch, tile, tile) if tiled else (1, height, width)
     same_dtype = predictor.dtype == torch.float32
     whole = max(height, width)
-    sides = {c: tile if c == "same" else whole if c == "whole" else int(c) for c in NAIVE_TILES}
+    sides = naive_sides(tile, whole)
     runs: dict[object, Callable] = {"predictor": lambda: predictor(x)}
     for c, side in sides.items():
         runs[c] = lambda s=side: naive_tiles(naive_model, x, s, scale, device)
-    for run_once in runs.values():  # warm-up round
-        run_once()
-    mps: dict[object, list[float]] = {key: [] for key in runs}
     bare: list[float] = []
     bare32: list[float] = []
-    for _ in range(args.repeats):
-        for key, run_once in runs.items():
-            mps[key].append(out_mp / (median_ms(run_once, device, 1, warmup=0) / 1000))
+
+    def measure_bare() -> None:
         bare.append(bare_gflops(dominant, conv_in, device, predictor.dtype))
         if same_dtype:  # the Predictor's dtype is float32: the bare conv above is the float32 one
             bare32.append(bare[-1])
         else:
             bare32.append(bare_gflops(dominant, conv_in, device, torch.float32))
+
+    mps = timed_rounds(runs, out_mp, device, args.repeats, after_round=measure_bare)
     pred = mps["predictor"]
     achieved = [flops_px * m * 1e6 / 1e9 for m in pred]
-    naive = {
-        c: (sides[c], median(mps[c]), median([p / n for p, n in zip(pred, mps[c], strict=True)]))
-        for c in NAIVE_TILES
-    }
+    naive = against_naive(pred, mps, sides)
     seams = (out - naive_tiles(naive_model, x, tile, scale, device)).abs().max().item()
     error = (out - naive_tiles(naive_model, x, whole, scale, device)).abs()  # vs float32, one pass
     error_max, error_mean = error.max().item(), error.mean().item()
@@ -322,21 +350,13 @@ def api_speed(name: str, args: argparse.Namespace, x: torch.Tensor, tile: int) -
     out_mp = out.shape[0] * out.shape[1] / 1e6
     naive_model = build(name, device)
     whole = max(image.shape[:2])
-    sides = {c: tile if c == "same" else whole if c == "whole" else int(c) for c in NAIVE_TILES}
+    sides = naive_sides(tile, whole)
     runs: dict[object, Callable] = {"api": upscale}
     for c, side in sides.items():
         runs[c] = lambda s=side: naive_uint8(naive_model, image, s, scale, device)
-    for run_once in runs.values():  # warm-up round
-        run_once()
-    mps: dict[object, list[float]] = {key: [] for key in runs}
-    for _ in range(args.repeats):
-        for key, run_once in runs.items():
-            mps[key].append(out_mp / (median_ms(run_once, device, 1, warmup=0) / 1000))
+    mps = timed_rounds(runs, out_mp, device, args.repeats)
     api = mps["api"]
-    naive = {
-        c: (sides[c], median(mps[c]), median([p / n for p, n in zip(api, mps[c], strict=True)]))
-        for c in NAIVE_TILES
-    }
+    naive = against_naive(api, mps, sides)
     levels = np.abs(out.astype(np.int16) - naive_uint8(naive_model, image, whole, scale, device))
     print(f"{name}: restore.upscale uint8 {median(api):.2f} MP/s, naive {naive}", flush=True)
     return {

@@ -229,11 +229,12 @@ def restore_source(predictor, source, *, mask: torch.Tensor | None = None, alpha
     """Run ``predictor`` on a coerced input: ``(output, restored alpha or None)`` for
     :func:`restore.io.convert.from_model_output`.
 
-    The output is a tensor (N,C,H',W') for tensor sources and models run by a sampler; for path, PIL
-    and numpy sources a :class:`~restore.io.quantise.QuantisedImage` that the :class:`Predictor`
-    wrote each tile into as it was computed (an 8-bit result never exists in float32). ``mask``
-    (from :func:`mask_tensor`) is passed to inpainting models; the alpha channel is run through the
-    model only with ``alpha_mode="model"`` (else the converter resizes it).
+    The output is a tensor (N,C,H',W') for tensor sources (and a predictor that is not a
+    :class:`Predictor`); for path, PIL and numpy sources a
+    :class:`~restore.io.quantise.QuantisedImage` that the :class:`Predictor` wrote each tile into
+    as it was computed (an 8-bit result never exists in float32). ``mask`` (from
+    :func:`mask_tensor`) is passed to inpainting models; the alpha channel is run through the model
+    only with ``alpha_mode="model"`` (else the converter resizes it).
     """
     from restore.infer.predictor import Predictor
     from restore.io.convert import output_image

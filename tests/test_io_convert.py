@@ -612,3 +612,21 @@ def test_all_finite_sees_nan_and_both_infinities():
         y = x.clone()
         y[1, 2, 3, 4] = bad
         assert not all_finite(y), bad
+
+
+def test_a_written_image_must_match_its_source():
+    from restore.io.convert import output_image
+    from restore.io.quantise import QuantisedImage
+
+    source = to_model_input(np.zeros((4, 5, 4), np.uint8))  # RGBA
+    image = output_image(source, 2)
+    assert image is not None and image.pixels.shape == (8, 10, 4) and image.pixels.dtype == torch.uint8
+    image.write(torch.full((1, 3, 8, 10), 0.5), 0, 0)
+    result = from_model_output(image, source)  # the source's alpha (0) resized into the last channel
+    assert result.shape == (8, 10, 4) and (result[..., :3] == 128).all() and (result[..., 3] == 0).all()
+    wrong = QuantisedImage(8, 10, bit_depth=16, gray=False, alpha=True)
+    with pytest.raises(ValueError, match="not made by output_image"):
+        from_model_output(wrong, source)
+    assert output_image(to_model_input(torch.rand(3, 4, 5)), 2) is None  # tensors stay tensors
+    with pytest.raises(TypeError, match="ImageInput from to_model_input"):
+        output_image(np.zeros((4, 5, 3), np.uint8), 2)

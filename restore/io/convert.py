@@ -394,8 +394,7 @@ def output_image(source: ImageInput, scale: int) -> QuantisedImage | None:
     """An empty :class:`~restore.io.quantise.QuantisedImage` for a ``scale``-x model's output on
     ``source``, for tiled inference to write into (``predictor(source.rgb, write=image.write)``) and
     :func:`from_model_output` to finish; None for a tensor source, whose result stays a tensor."""
-    if not isinstance(source, ImageInput):
-        raise TypeError(f"source must be the ImageInput from to_model_input, got {type(source).__name__}")
+    _check_source(source)
     if source.kind == "tensor":
         return None
     height, width = source.size
@@ -438,9 +437,13 @@ def from_model_output(
     return np.ascontiguousarray(array.astype(source.dtype, copy=False))
 
 
-def _check_output(output: torch.Tensor, source: ImageInput) -> torch.Tensor:
+def _check_source(source: Any) -> None:
     if not isinstance(source, ImageInput):
         raise TypeError(f"source must be the ImageInput from to_model_input, got {type(source).__name__}")
+
+
+def _check_output(output: torch.Tensor, source: ImageInput) -> torch.Tensor:
+    _check_source(source)
     if not isinstance(output, torch.Tensor) or output.ndim != 4 or output.shape[1] not in (1, 3):
         shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
         raise ValueError(f"output must be a tensor (N, 3, H, W) or (N, 1, H, W), got {shape}")
@@ -456,8 +459,7 @@ def _check_output(output: torch.Tensor, source: ImageInput) -> torch.Tensor:
 
 def _check_written(image: QuantisedImage, source: ImageInput) -> QuantisedImage:
     """``image`` must have the channels and bit depth :func:`output_image` gives ``source``."""
-    if not isinstance(source, ImageInput):
-        raise TypeError(f"source must be the ImageInput from to_model_input, got {type(source).__name__}")
+    _check_source(source)
     channels = (1 if source.gray else 3) + (source.alpha is not None)
     if source.kind == "tensor" or (image.bit_depth, image.pixels.shape[-1]) != (source.bit_depth, channels):
         raise ValueError("the output image was not made by output_image() for this source")
