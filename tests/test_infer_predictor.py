@@ -116,9 +116,17 @@ def test_write_gets_the_quantised_image_the_tensor_output_gives(name):
     x = image(70, 90)
     expected = quantise(predictor(x)[0].permute(1, 2, 0).clamp(0, 1), 8)
     written = QuantisedImage(280, 360, bit_depth=8, gray=False, alpha=False)
-    assert predictor(x, write=written.write) is None
+    layouts = set()
+
+    def write(block: torch.Tensor, top: int, left: int) -> None:
+        layouts.add(block.is_contiguous(memory_format=torch.channels_last) and not block.is_contiguous())
+        written.write(block, top, left)
+
+    assert predictor(x, write=write) is None
     assert predictor.last_tile == 41  # tiled: written tile by tile
     assert torch.equal(written.pixels, expected)
+    # the compact network's tile centres come in HWC strips (its features interleaved for them)
+    assert layouts == ({True} if name == "compact_tiny" else {False})
 
 
 def test_auto_tile_under_a_small_memory_budget(monkeypatch):

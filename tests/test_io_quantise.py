@@ -25,14 +25,16 @@ def random_output(channels: int, height: int, width: int, seed: int = 0) -> torc
 
 @pytest.mark.parametrize(("bit_depth", "scale", "dtype"), DEPTHS)
 @pytest.mark.parametrize("block_bytes", [1, 700, 2**19])  # rows per block: 1, a few, all
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
 def test_blocks_written_anywhere_equal_the_whole_image_quantised(
-    bit_depth, scale, dtype, block_bytes, monkeypatch
+    bit_depth, scale, dtype, block_bytes, layout, monkeypatch
 ):
     monkeypatch.setattr(quantise, "QUANTISE_BLOCK_BYTES", block_bytes)
     output = random_output(3, 23, 17, seed=1)
     image = QuantisedImage(23, 17, bit_depth=bit_depth, gray=False, alpha=False)
     for top, bottom, left, right in [(0, 9, 0, 17), (9, 23, 0, 5), (9, 23, 5, 17)]:  # uneven pieces
-        image.write(output[..., top:bottom, left:right], top, left)
+        block = output[..., top:bottom, left:right].contiguous(memory_format=layout)
+        image.write(block, top, left)
     assert image.pixels.dtype == dtype and image.pixels.shape == (23, 17, 3) and image.size == (23, 17)
     assert torch.equal(image.pixels.double(), whole_image_reference(output, scale).double())
 
@@ -99,3 +101,15 @@ def test_bad_blocks_are_refused_with_the_reason():
 def test_the_rounding_offset_is_the_float_whose_bits_it_names():
     bits = np.array([quantise.ROUNDING_OFFSET], np.float32).view(np.int32)[0]
     assert bits == quantise.ROUNDING_OFFSET_BITS and quantise.ROUNDING_OFFSET == 1.5 * 2**23
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_all_finite_finds_a_non_finite_value_in_either_layout(layout, bad):
+    x = torch.rand(2, 3, 5, 7).contiguous(memory_format=layout)
+    assert quantise.all_finite(x) and quantise.all_finite(x[..., 1:4, 2:6])
+    x[1, 2, 4, 6] = bad
+    assert not quantise.all_finite(x)
+    image = QuantisedImage(5, 7, bit_depth=8, gray=False, alpha=False)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        image.write(x[1:], 0, 0)

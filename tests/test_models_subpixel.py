@@ -10,7 +10,7 @@ import restore.models as models
 from restore.infer import Predictor
 from restore.infer.tiling import default_overlap, tiled_forward
 from restore.models import subpixel
-from restore.models.subpixel import SubpixelOutput, shuffle_add_nearest
+from restore.models.subpixel import SubpixelOutput, interleaved_order, shuffle_add_nearest
 
 
 def parts(n: int = 2, c: int = 3, s: int = 4, h: int = 9, w: int = 11, seed: int = 0) -> SubpixelOutput:
@@ -82,6 +82,75 @@ def test_bf16_features_and_float32_skip_sum_in_float32():
     half.write_to(target, 0, 36, 0, 44)
     assert half.materialize().dtype == torch.float32
     assert torch.equal(half.materialize(), expected) and torch.equal(target, expected)
+
+
+def interleaved(out: SubpixelOutput) -> SubpixelOutput:
+    """The same output with its feature channels in the interleaved (i, j, c) order."""
+    order = interleaved_order(out.skip.shape[1], out.scale)
+    features = out.features[:, order].contiguous(memory_format=torch.channels_last)
+    return SubpixelOutput(features, out.skip, out.scale, interleaved=True)
+
+
+def test_interleaved_order_puts_each_sub_pixel_block_in_hwc_order():
+    order = interleaved_order(3, 2)  # (c, i, j) -> (i, j, c): index c*4 + i*2 + j
+    assert order.tolist() == [0, 4, 8, 1, 5, 9, 2, 6, 10, 3, 7, 11]
+    out = parts()
+    expected = out.materialize()
+    assert torch.equal(interleaved(out).materialize(), expected)
+    # one input pixel's 4*4*3 features are its output block, row by row, colour last
+    block = expected[0, :, 4:8, 8:12].permute(1, 2, 0).reshape(-1)
+    assert torch.equal(interleaved(out).features[0, :, 1, 2] + out.skip[0, :, 1, 2].repeat(16), block)
+
+
+@pytest.mark.parametrize("strip_bytes", [1, 9000, 2**19])
+@pytest.mark.parametrize("order", ["shuffle", "interleaved"])
+@pytest.mark.parametrize("features_dtype", [torch.float32, torch.bfloat16])
+def test_write_to_a_channels_last_image_equals_the_materialised_crop(
+    strip_bytes, order, features_dtype, monkeypatch
+):
+    monkeypatch.setattr(subpixel, "STRIP_BYTES", strip_bytes)
+    base = parts()
+    base = SubpixelOutput(base.features.to(features_dtype), base.skip, 4)
+    out = interleaved(base) if order == "interleaved" else base
+    features_before = out.features.clone()
+    image = torch.full((2, 3, 60, 70), -7.0).contiguous(memory_format=torch.channels_last)
+    target = image[..., 8:36, 12:44]  # crop (4, 32, 8, 40) lands at (8, 12)
+    out.write_to(target, 4, 32, 8, 40)
+    expected = base.materialize()[..., 4:32, 8:40]  # float32 sum of bf16 features and the skip
+    assert expected.dtype == torch.float32
+    assert torch.equal(target, expected)
+    assert torch.equal(out.features, features_before)  # the skip is added to a copy
+    outside = torch.ones_like(image, dtype=torch.bool)
+    outside[..., 8:36, 12:44] = False
+    assert (image[outside] == -7.0).all()
+
+
+def test_interleaved_features_with_autograd_give_the_same_sum_and_gradients():
+    out = parts(n=1)
+    mixed = interleaved(out)
+    leaf = mixed.features.clone().requires_grad_()
+    result = shuffle_add_nearest(leaf, mixed.skip, 4, interleaved=True)
+    assert torch.equal(result, out.materialize())
+    (result * torch.arange(result.numel()).view_as(result)).sum().backward()
+    weights = torch.arange(result.numel(), dtype=torch.float32).view_as(result)
+    # each feature's gradient is the weight of the output pixel it lands on
+    expected = interleaved(
+        SubpixelOutput(F.pixel_unshuffle(weights, 4), torch.zeros_like(out.skip), 4)
+    ).features
+    assert torch.equal(leaf.grad, expected)
+
+
+def test_compact_interleaved_features_are_the_last_conv_rows_reordered():
+    torch.manual_seed(0)
+    model = models.build("compact_tiny").eval()
+    x = torch.rand(1, 3, 20, 24, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        plain = model.features(x)
+        mixed = model.features(x, interleaved=True)
+        assert torch.allclose(mixed, plain[:, interleaved_order(3, 4)], atol=1e-6, rtol=0)
+        written = model.forward_subpixel(x, interleaved=True)
+        assert written.interleaved
+        assert torch.allclose(written.materialize(), model(x), atol=1e-6, rtol=0)
 
 
 def compact_fn(model: torch.nn.Module, subpixel: bool):

@@ -264,13 +264,15 @@ class Predictor:
     def _autocast(self):
         return compute_autocast(self.device, self.dtype)
 
-    def forward_tiles(self, *tiles: torch.Tensor) -> torch.Tensor | SubpixelOutput:
+    def forward_tiles(self, *tiles: torch.Tensor, interleaved: bool = False) -> torch.Tensor | SubpixelOutput:
         """One model forward on a batch of tiles: to the device and layout, autocast, float32 out on
         the device of ``tiles[0]``.
 
         On the CPU a model with ``forward_subpixel`` (Real-ESRGAN's compact network) returns its
         :class:`~restore.models.subpixel.SubpixelOutput` instead, so that the tiling writes each tile
-        centre's shuffle and skip straight into the output image (it materialises it otherwise).
+        centre's shuffle and skip straight into the output image (it materialises it otherwise);
+        ``interleaved``: with its features in the order of an (H, W, C) image (for ``write``, whose
+        strips are channels_last).
         """
         home = tiles[0].device
         moved = []
@@ -282,7 +284,7 @@ class Predictor:
         on_cpu = self.device.type == "cpu" and home.type == "cpu"
         with torch.inference_mode(), self._autocast():
             if on_cpu and subpixel_stands_for_forward(self.model):
-                return self.model.forward_subpixel(*moved)
+                return self.model.forward_subpixel(*moved, interleaved=interleaved)
             out = self.model(*moved)
         if not isinstance(out, torch.Tensor):
             raise TypeError(f"model {self.spec.name!r} returned {type(out).__name__}, expected a tensor")
@@ -323,7 +325,7 @@ class Predictor:
         tile = self.choose_tile(inputs)
         with torch.no_grad():
             out, used = tiled_forward_with_fallback(
-                self.forward_tiles,
+                functools.partial(self.forward_tiles, interleaved=write is not None),
                 inputs,
                 scale=self.spec.scale,
                 tile=tile,

@@ -369,7 +369,8 @@ def _deliver(out: torch.Tensor, write: WriteFn | None) -> torch.Tensor | None:
 
 def _write_centre(piece: torch.Tensor | SubpixelOutput, write: WriteFn, crop: Box, y0: int, x0: int) -> None:
     """Pass rows ``crop[0]:crop[1]``, columns ``crop[2]:crop[3]`` of a tile's output at ``(y0, x0)``
-    to ``write``: a sub-pixel output is materialised a cache-sized strip at a time into one buffer."""
+    to ``write``: a sub-pixel output is materialised a cache-sized strip at a time into one buffer
+    (channels_last for interleaved features, the layout they are fastest to write in)."""
     a, b, c, d = crop
     if not isinstance(piece, SubpixelOutput):
         write(piece[..., a:b, c:d], y0 + a, x0 + c)
@@ -377,7 +378,9 @@ def _write_centre(piece: torch.Tensor | SubpixelOutput, write: WriteFn, crop: Bo
     n, channels = piece.shape[:2]
     s = piece.scale
     rows = max(s, STRIP_BYTES // (n * channels * (d - c) * piece.dtype.itemsize) // s * s)
-    strip = torch.empty(n, channels, min(rows, b - a), d - c, dtype=piece.dtype, device=piece.skip.device)
+    layout = torch.channels_last if piece.interleaved else torch.contiguous_format
+    shape = (n, channels, min(rows, b - a), d - c)
+    strip = torch.empty(shape, dtype=piece.dtype, device=piece.skip.device, memory_format=layout)
     for top in range(a, b, rows):
         bottom = min(top + rows, b)
         part = strip[:, :, : bottom - top]

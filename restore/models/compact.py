@@ -8,11 +8,12 @@ the fast choice on CPUs. Keys ``body.N`` as the release, so its published weight
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .blocks import check_scale
 from .registry import register_model
-from .subpixel import SubpixelOutput, shuffle_add_nearest
+from .subpixel import SubpixelOutput, interleaved_order, shuffle_add_nearest
 
 
 @register_model(
@@ -84,12 +85,20 @@ class SRVGGNetCompact(nn.Module):
             return nn.ReLU(inplace=True)
         return nn.LeakyReLU(negative_slope=0.1, inplace=True)
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """(N,C,H,W) -> the last conv's output (N, C*s*s, H, W), before the shuffle and the skip."""
+    def features(self, x: torch.Tensor, interleaved: bool = False) -> torch.Tensor:
+        """(N,C,H,W) -> the last conv's output (N, C*s*s, H, W), before the shuffle and the skip;
+        ``interleaved``: its channels in the order (i, j, c) (the last conv's rows reordered, see
+        :func:`~restore.models.subpixel.interleaved_order`) instead of PixelShuffle's (c, i, j)."""
         out = x
-        for layer in self.body:
+        for layer in self.body[:-1]:
             out = layer(out)
-        return out
+        last = self.body[-1]
+        if not interleaved:
+            return last(out)
+        order = interleaved_order(self.out_channels, self.scale).to(last.weight.device)
+        return F.conv2d(
+            out, last.weight[order], last.bias[order], last.stride, last.padding, last.dilation, last.groups
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # shuffle(features) + nearest(x) in one pass on s*s fewer pixels (restore.models.subpixel):
@@ -97,6 +106,7 @@ class SRVGGNetCompact(nn.Module):
         # output float32.
         return shuffle_add_nearest(self.features(x), x, self.scale)
 
-    def forward_subpixel(self, x: torch.Tensor) -> SubpixelOutput:
-        """``forward`` without materialising the output, for tiled inference to write in place."""
-        return SubpixelOutput(self.features(x), x, self.scale)
+    def forward_subpixel(self, x: torch.Tensor, interleaved: bool = False) -> SubpixelOutput:
+        """``forward`` without materialising the output, for tiled inference to write in place;
+        ``interleaved`` as in :meth:`features` (faster to write into a channels_last image)."""
+        return SubpixelOutput(self.features(x, interleaved), x, self.scale, interleaved)
