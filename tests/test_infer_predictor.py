@@ -153,6 +153,25 @@ def test_auto_tile_under_a_small_memory_budget(monkeypatch):
     assert predictor.choose_tile((x,)) == 2 * predictor.overlap + 1
 
 
+def test_cpu_super_resolution_tiles_images_beyond_one_and_a_half_cache_tiles(monkeypatch):
+    from restore.infer import predictor as predictor_module
+
+    monkeypatch.setattr(predictor_module, "CPU_CACHE_TILE", 100)
+    monkeypatch.setattr(Predictor, "memory_budget", lambda self: 2.0**40)  # everything fits
+    sr = Predictor(compact(), device="cpu")
+    assert sr.cache_tile() == 100 and predictor_module.CPU_ONE_PASS_TILES == 1.5
+    assert sr.choose_tile((image(120, 125),)) is None  # 15000 pixels: one pass
+    assert sr.choose_tile((image(120, 126),)) == 100  # 15120 > 1.5 tiles of 100 x 100
+    assert sr.choose_tile((image(60, 130, n=2),)) is None  # per image: two of 7800 pixels
+    assert sr.choose_tile((image(120, 126, n=2),)) == 100
+    # never below 4 overlaps, however small the cache tile
+    monkeypatch.setattr(predictor_module, "CPU_CACHE_TILE", 8)
+    assert sr.cache_tile() == 4 * sr.overlap == 80
+    # a model that needs the whole image (inpainting) gets one pass whenever it fits
+    whole = Predictor(compact(task="inpaint"), device="cpu")
+    assert whole.cache_tile() is None and whole.choose_tile((image(300, 400),)) is None
+
+
 def test_out_of_memory_fallback_is_remembered():
     torch.manual_seed(0)
     model = Recorder(models.build("compact_tiny"), oom_above=70)

@@ -29,9 +29,9 @@ doubled. An out-of-memory error halves the tile (see :func:`tiled_forward_with_f
 tile that worked becomes the limit for later calls.
 
 On the CPU, super-resolution models (convolutions only) are also tiled for the caches: an image
-larger than twelve :data:`CPU_CACHE_TILE` tiles goes through such tiles one at a time, about 3x
-faster than 512-pixel tiles on large images; the overlap keeps the result equal to the whole-image
-one. A model whose receptive field is a true bound (``spec.exact_tiling``) overlaps its tiles by
+larger than one and a half :data:`CPU_CACHE_TILE` tiles goes through such tiles one at a time, 1.7x
+faster than one pass on a 1024x1024 or 1280x720 photo; the overlap keeps the result equal to the
+whole-image one. A model whose receptive field is a true bound (``spec.exact_tiling``) overlaps its tiles by
 exactly twice that radius and each tile's exact centre is pasted (no blending ramp or accumulation).
 Inpainting and deblurring networks (LaMa's Fourier convolutions, NAFNet's global channel attention)
 see the whole image whenever it fits in memory.
@@ -75,11 +75,16 @@ CUDA_BUDGET_FRACTION = 0.6
 CPU_BUDGET_FRACTION = 0.5
 DEFAULT_TILE_BATCH = 4
 CPU_TILE_BATCH = 1
-# On the CPU, a forward on a tile of about 320 pixels is faster than one pass over a large image,
-# overlap included. Predictor on 2000x1500, one tile at a time (output MP/s, 2 threads, this repo's
-# CI machine): compact_tiny 17.0 / 17.7 / 16.0 / 5.7 at tiles 209 / 320 / 400 / 512; edsr_tiny
-# 1.93 / 2.35 / 2.48 / 2.22 at 160 / 240 / 320 / 400; rrdbnet_small 0.55 / 0.58 / 0.55 at 240 / 360 / 480.
-CPU_CACHE_TILE = 320
+# On the CPU, a forward on tiles of about 400 pixels is faster than one pass over an image of more
+# than one and a half such tiles, overlap included: the activations stay in cache and their buffers
+# are reused. restore.upscale on uint8 photos, compact_tiny x4, output MP/s, median of 7 alternating
+# rounds (2-core AMD EPYC, AVX512-BF16): 2000x1500 23.5 / 24.6 / 25.8 / 25.5 / 24.8 at tiles
+# 256 / 320 / 400 / 480 / 560; 1920x1080 23.4 / 24.5 / 25.8 / 25.6 / 25.2; 1280x720 24.2 / 24.8 /
+# 26.2 / 26.4 / 26.4, against 14.4 in one pass (1024x1024: 13.9 in one pass, 24.0 in tiles of 320).
+# 480x360 to 640x480: one pass and tiles of 400 within 5%. Predictor at 320 / 400: edsr_tiny 4.27 /
+# 4.57 on 1280x720, rrdbnet_small 1.09 / 1.14 on 800x600.
+CPU_CACHE_TILE = 400
+CPU_ONE_PASS_TILES = 1.5  # on the CPU, one pass only for images of at most this many cache tiles
 CACHE_TILED_TASKS = ("sr",)  # convolution-only families; inpainting/deblurring nets use global context
 PROBE_SIZE = 64
 
@@ -352,7 +357,9 @@ class Predictor:
             per_pixel = self.bytes_per_pixel()
             area = n * round_up(h, multiple) * round_up(w, multiple)
             cache_tile = self.cache_tile()
-            if area * per_pixel <= budget and (cache_tile is None or area <= 12 * n * cache_tile**2):
+            if area * per_pixel <= budget and (
+                cache_tile is None or area <= CPU_ONE_PASS_TILES * n * cache_tile**2
+            ):
                 tile = side
             else:
                 tile = math.isqrt(int(min(budget / (per_pixel * max(self.tile_batch, n)), side**2)))
