@@ -11,8 +11,9 @@ One run measures, for one model (default ``compact_tiny`` x4, random weights) on
 (b) the convolution GFLOP/s the Predictor achieves (the model's conv FLOPs per output pixel, counted
     with ``torch.utils.flop_counter.FlopCounterMode``, times output pixels per second) as a fraction
     of a bare ``torch.nn.functional.conv2d`` of the model's dominant conv shape in the Predictor's
-    compute dtype (channels_last, the Predictor's tile and batch, same threads); the bare float32
-    conv is shown beside it;
+    compute dtype (channels_last, the Predictor's tile and batch or half that side, whichever is
+    faster, same threads); the bare float32 conv is shown beside it, and the same fraction for
+    ``restore.upscale`` on an 8-bit photo;
 (c) peak memory of the Predictor with the same tile (``--mem-tile`` when (a) needed no tiles) on 1,
     4 and 16 megapixel inputs: on CPU the growth of the peak resident set (Linux VmHWM, reset through
     /proc/self/clear_refs; ``ru_maxrss`` where that is missing) of a fresh spawned process per size,
@@ -134,30 +135,38 @@ def bare_conv(
 
 
 def bare_gflops(shape: tuple, conv_in: tuple[int, int, int], device: str, dtype: torch.dtype) -> float:
-    """GFLOP/s of :func:`bare_conv` on ``conv_in`` = (batch, height, width), median of 10 calls.
+    """GFLOP/s of :func:`bare_conv` on ``conv_in`` = (batch, height, width), median of 10 calls; the
+    better of that and the same batch at half the height and width, so that a tile at which the bare
+    conv itself slows down (edsr_tiny's 32->128 conv: 290 GFLOP/s on a 400 tile, 443 on 320, 2-core
+    AMD EPYC) does not flatter the Predictor's fraction.
 
     On the CPU in a fresh spawned process: where the heap holds what a whole-image naive pass freed,
     the conv's output can land where the same conv runs at half speed (compact_tiny's 32->32 conv on
     a 320 tile: 212-218 GFLOP/s after such a pass, 400-440 in a fresh process, 2-core AMD EPYC), which
     would flatter the Predictor's fraction.
     """
+    batch, height, width = conv_in
+    sizes = [conv_in, (batch, max(1, height // 2), max(1, width // 2))]
     if device == "cuda":
-        call, flops = bare_conv(shape, *conv_in, device, dtype)
-        return flops / (median_ms(call, device, 10, warmup=2) / 1000) / 1e9
+        return max(_bare_once(shape, size, device, dtype) for size in sizes)
     ctx = get_context("spawn")
     queue = ctx.Queue()
     dtype_name = str(dtype).removeprefix("torch.")
-    proc = ctx.Process(target=_bare_child, args=(shape, conv_in, dtype_name, torch.get_num_threads(), queue))
+    proc = ctx.Process(target=_bare_child, args=(shape, sizes, dtype_name, torch.get_num_threads(), queue))
     proc.start()
     result = queue.get()
     proc.join()
     return result
 
 
-def _bare_child(shape: tuple, conv_in: tuple[int, int, int], dtype_name: str, threads: int, queue) -> None:
+def _bare_once(shape: tuple, conv_in: tuple[int, int, int], device: str, dtype: torch.dtype) -> float:
+    call, flops = bare_conv(shape, *conv_in, device, dtype)
+    return flops / (median_ms(call, device, 10, warmup=2) / 1000) / 1e9
+
+
+def _bare_child(shape: tuple, sizes: list, dtype_name: str, threads: int, queue) -> None:
     torch.set_num_threads(threads)
-    call, flops = bare_conv(shape, *conv_in, "cpu", getattr(torch, dtype_name))
-    queue.put(flops / (median_ms(call, "cpu", 10, warmup=2) / 1000) / 1e9)
+    queue.put(max(_bare_once(shape, size, "cpu", getattr(torch, dtype_name)) for size in sizes))
 
 
 def _rss_child(name: str, megapixels: float, tile: int | None, threads: int, queue) -> None:
@@ -335,10 +344,13 @@ def speed(name: str, args: argparse.Namespace, x: torch.Tensor) -> dict:
     }
 
 
-def api_speed(name: str, args: argparse.Namespace, x: torch.Tensor, tile: int) -> dict:
-    """(a) for the issue's own measure: ``restore.upscale`` on an 8-bit photo (uint8 numpy in and
-    out) against the naive loops inside Real-ESRGAN's conversion (:func:`naive_uint8`), in rounds."""
+def api_speed(name: str, args: argparse.Namespace, x: torch.Tensor, first: dict) -> dict:
+    """(a) and (b) for the issue's own measure: ``restore.upscale`` on an 8-bit photo (uint8 numpy in
+    and out) against the naive loops inside Real-ESRGAN's conversion (:func:`naive_uint8`), and its
+    conv fraction against the bare conv of ``first`` (the Predictor's :func:`speed` result for the
+    same model), measured again after each round."""
     device = args.device
+    tile = first["tile"]
     model = build(name, device)
     image = uint8_image(x)
     scale = model.spec.scale
@@ -354,15 +366,30 @@ def api_speed(name: str, args: argparse.Namespace, x: torch.Tensor, tile: int) -
     runs: dict[object, Callable] = {"api": upscale}
     for c, side in sides.items():
         runs[c] = lambda s=side: naive_uint8(naive_model, image, s, scale, device)
-    mps = timed_rounds(runs, out_mp, device, args.repeats)
+    bare: list[float] = []
+    conv_dtype = first["predictor"].dtype
+
+    def measure_bare() -> None:
+        bare.append(bare_gflops(first["dominant"], first["conv_in"], device, conv_dtype))
+
+    mps = timed_rounds(runs, out_mp, device, args.repeats, after_round=measure_bare)
     api = mps["api"]
     naive = against_naive(api, mps, sides)
+    achieved = [first["flops_px"] * m * 1e6 / 1e9 for m in api]
+    fraction = median([a / b for a, b in zip(achieved, bare, strict=True)])
     levels = np.abs(out.astype(np.int16) - naive_uint8(naive_model, image, whole, scale, device))
-    print(f"{name}: restore.upscale uint8 {median(api):.2f} MP/s, naive {naive}", flush=True)
+    print(
+        f"{name}: restore.upscale uint8 {median(api):.2f} MP/s, naive {naive}, conv {median(achieved):.1f} "
+        f"of {median(bare):.1f} GFLOP/s (fraction {fraction:.2f})",
+        flush=True,
+    )
     return {
         "name": name,
         "mps": median(api),
         "naive": naive,
+        "achieved": median(achieved),
+        "bare": median(bare),
+        "fraction": fraction,
         "levels_max": int(levels.max()),
         "levels_mean": float(levels.mean()),
     }
@@ -375,7 +402,7 @@ def run(args: argparse.Namespace) -> str:
     results = [speed(name, args, x) for name in args.models]
 
     first = results[0]
-    api = api_speed(first["name"], args, x, first["tile"])
+    api = api_speed(first["name"], args, x, first)
     mem_tile = first["tile"] if first["tiled"] else args.mem_tile
     memory_rows = []
     for mp in args.mem_sizes:
@@ -451,21 +478,33 @@ def run(args: argparse.Namespace) -> str:
     for r in results:
         cin, cout, kernel, _, _ = r["dominant"]
         b, h, w = r["conv_in"]
-        shape = f"{cin}->{cout} {kernel[0]}x{kernel[1]} on {b}x{cin}x{h}x{w}, {r['share']:.0%} of FLOPs"
+        shape = (
+            f"{cin}->{cout} {kernel[0]}x{kernel[1]} on {b}x{cin}x{h}x{w} or half that side, "
+            f"{r['share']:.0%} of FLOPs"
+        )
         lines.append(
             f"| `{r['name']}` | {r['flops_px'] / 1e3:.1f} | {r['achieved']:.1f} | {r['executed']:.1f} "
             f"| {r['bare']:.1f} {r['predictor'].precision} ({shape}) | {r['bare32']:.1f} "
             f"| **{r['fraction']:.2f}** / "
             f"{r['fraction'] * r['overhead']:.2f} |"
         )
+    lines.append(
+        f"| `{api['name']}` in `restore.upscale` (8-bit photo) | {first['flops_px'] / 1e3:.1f} "
+        f"| {api['achieved']:.1f} | {api['achieved'] * first['overhead']:.1f} "
+        f"| {api['bare']:.1f} {first['predictor'].precision} (the same) | {first['bare32']:.1f} "
+        f"| **{api['fraction']:.2f}** / {api['fraction'] * first['overhead']:.2f} |"
+    )
     lines += [
         "",
         "Useful = the model's convolution FLOPs (FlopCounterMode) per output pixel times output pixels per "
         "second: the work a whole-image pass needs, so overlap recomputation counts as overhead; executed "
         "counts the overlap too. The bare "
         "`conv2d` is the model's dominant convolution alone (channels_last, in the dtype the Predictor "
-        "computes in) on the Predictor's tile, repeated in cache in a fresh process (target fraction "
-        ">= 0.6). "
+        "computes in) on the Predictor's tile or on half its side, whichever runs faster, repeated in "
+        "cache in a fresh process (target fraction "
+        ">= 0.6). The `restore.upscale` row is the same model timed on the 8-bit photo above (uint8 in "
+        "and out, each tile quantised as it is computed), its bare conv measured again after each of "
+        "its rounds. "
         "Difference of the Predictor's output from the float32 whole-image output: "
         + "; ".join(
             f"`{r['name']}` ({r['predictor'].precision}) max {r['error_max']:.1e}, mean {r['error_mean']:.1e}"

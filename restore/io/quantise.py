@@ -13,6 +13,8 @@ photo upscaled x4 holds 144 MB of uint8 instead of 576 MB of float32 plus the co
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 QUANTISE_BLOCK_BYTES = 2**19  # float32 bytes per block of rows: a block stays in a core's L2 cache
@@ -61,7 +63,7 @@ def all_finite(x: torch.Tensor) -> bool:
     if x.ndim == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
         x = x.permute(0, 2, 3, 1)  # a contiguous view: aminmax would copy a channels_last tensor
     low, high = torch.aminmax(x)
-    return bool(torch.isfinite(low) & torch.isfinite(high))
+    return math.isfinite(low.item()) and math.isfinite(high.item())
 
 
 def rgb_to_gray(x: torch.Tensor) -> torch.Tensor:
