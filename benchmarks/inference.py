@@ -263,6 +263,13 @@ def against_naive(ours: list[float], mps: dict[object, list[float]], sides: dict
     }
 
 
+def conv_fraction(flops_px: float, mps: list[float], bare: list[float]) -> tuple[list[float], float]:
+    """(achieved conv GFLOP/s per round, median over rounds of achieved / bare GFLOP/s) for output
+    MP/s ``mps`` of a model doing ``flops_px`` conv FLOPs per output pixel."""
+    achieved = [flops_px * m * 1e6 / 1e9 for m in mps]
+    return achieved, median([a / b for a, b in zip(achieved, bare, strict=True)])
+
+
 def speed(name: str, args: argparse.Namespace, x: torch.Tensor) -> dict:
     """(a) and (b) for one model: Predictor and naive loops, conv efficiency.
 
@@ -301,7 +308,7 @@ def speed(name: str, args: argparse.Namespace, x: torch.Tensor) -> dict:
 
     mps = timed_rounds(runs, out_mp, device, args.repeats, after_round=measure_bare)
     pred = mps["predictor"]
-    achieved = [flops_px * m * 1e6 / 1e9 for m in pred]
+    achieved, fraction = conv_fraction(flops_px, pred, bare)
     naive = against_naive(pred, mps, sides)
     seams = (out - naive_tiles(naive_model, x, tile, scale, device)).abs().max().item()
     error = (out - naive_tiles(naive_model, x, whole, scale, device)).abs()  # vs float32, one pass
@@ -312,7 +319,6 @@ def speed(name: str, args: argparse.Namespace, x: torch.Tensor) -> dict:
 
     computed = sum(h * w for _, _, h, w in tile_boxes(height, width, tile, predictor.overlap)) if tiled else 1
     overhead = computed / (height * width) if tiled else 1.0
-    fraction = median([a / b for a, b in zip(achieved, bare, strict=True)])
     print(
         f"{name}: predictor {median(pred):.2f} MP/s (tile {tile}), naive {naive}, conv "
         f"{median(achieved):.1f} of {median(bare):.1f} GFLOP/s {predictor.precision} (fraction "
@@ -375,8 +381,7 @@ def api_speed(name: str, args: argparse.Namespace, x: torch.Tensor, first: dict)
     mps = timed_rounds(runs, out_mp, device, args.repeats, after_round=measure_bare)
     api = mps["api"]
     naive = against_naive(api, mps, sides)
-    achieved = [first["flops_px"] * m * 1e6 / 1e9 for m in api]
-    fraction = median([a / b for a, b in zip(achieved, bare, strict=True)])
+    achieved, fraction = conv_fraction(first["flops_px"], api, bare)
     levels = np.abs(out.astype(np.int16) - naive_uint8(naive_model, image, whole, scale, device))
     print(
         f"{name}: restore.upscale uint8 {median(api):.2f} MP/s, naive {naive}, conv {median(achieved):.1f} "

