@@ -25,6 +25,10 @@ A diffusion model (task ``"diffusion"``, e.g. a trained ``sr3_x4`` saved with
 ``tile``: tile side in input pixels (None: chosen from free memory; out-of-memory halves it).
 ``device``: None picks CUDA when available. ``precision``: None picks float32 + channels_last on
 the CPU and bf16/fp16 on CUDA when the model supports it (:mod:`restore.infer.predictor`).
+``compile=True`` runs the model through ``torch.compile`` (Inductor, weights frozen): the first call
+compiles for seconds, later calls of the bundled compact network run about 10% faster on the CPU;
+measure it for other models (``edsr*`` runs slower compiled). Falls back to eager with a warning
+where compilation fails (no C++ compiler).
 
 Audio: ``restore.enhance(audio, sample_rate, task="denoise")`` takes a path, a numpy array in
 soundfile's layout ``(T,)`` / ``(T, C)`` or a tensor ``(T,)`` / ``(C, T)`` / ``(N, C, T)`` and gives
@@ -71,6 +75,7 @@ def get_predictor(
     steps: int | None = None,
     seed: int | None = None,
     scheduler: str | None = None,
+    compile: bool = False,
 ):
     """A :class:`restore.infer.Predictor` for ``model`` (loaded once and cached for later calls).
 
@@ -84,9 +89,9 @@ def get_predictor(
     def make():
         net = hub.load_model(model, task=task, scale=scale, device="cpu")
         net = _sampling_model(net, model, task, task_scale=scale, steps=steps, seed=seed, scheduler=scheduler)
-        return Predictor(net, device=resolve_device(device), precision=precision, tile=tile)
+        return Predictor(net, device=resolve_device(device), precision=precision, tile=tile, compile=compile)
 
-    options = (task, scale, tile, str(device), precision, (steps, seed, scheduler))
+    options = (task, scale, tile, str(device), precision, (steps, seed, scheduler), compile)
     return _cached(model, task, scale, options, make)
 
 
@@ -213,12 +218,20 @@ def _run(
     quality: int,
     mask: Any = None,
     sampling: dict[str, Any] | None = None,
+    compile: bool = False,
 ):
     from restore.io.convert import to_model_input
 
     source = to_model_input(image)
     predictor = get_predictor(
-        model, task=task, scale=scale, tile=tile, device=device, precision=precision, **(sampling or {})
+        model,
+        task=task,
+        scale=scale,
+        tile=tile,
+        device=device,
+        precision=precision,
+        compile=compile,
+        **(sampling or {}),
     )
     holes = mask_tensor(mask, source) if mask is not None else None
     out, alpha = restore_source(predictor, source, mask=holes, alpha_mode=alpha_mode)
@@ -264,6 +277,7 @@ def upscale(
     steps: int | None = None,
     seed: int | None = None,
     scheduler: str | None = None,
+    compile: bool = False,
 ):
     """Super-resolve ``image`` by ``scale`` (see the module docstring for inputs and outputs).
 
@@ -284,6 +298,7 @@ def upscale(
         output=output,
         quality=quality,
         sampling={"steps": steps, "seed": seed, "scheduler": scheduler},
+        compile=compile,
     )
 
 
@@ -297,6 +312,7 @@ def deblur(
     alpha_mode: str = "resize",
     output: str | os.PathLike | None = None,
     quality: int = 95,
+    compile: bool = False,
 ):
     """Remove motion/defocus blur from ``image`` (same size out; alpha kept as is by default)."""
     return _run(
@@ -310,6 +326,7 @@ def deblur(
         alpha_mode=alpha_mode,
         output=output,
         quality=quality,
+        compile=compile,
     )
 
 
@@ -326,6 +343,7 @@ def inpaint(
     steps: int | None = None,
     seed: int | None = None,
     scheduler: str | None = None,
+    compile: bool = False,
 ):
     """Fill the holes of ``image`` where ``mask`` is set; other pixels are kept exactly.
 
@@ -348,6 +366,7 @@ def inpaint(
         quality=quality,
         mask=mask,
         sampling={"steps": steps, "seed": seed, "scheduler": scheduler},
+        compile=compile,
     )
 
 

@@ -44,6 +44,7 @@ import functools
 import math
 import os
 import warnings
+from collections.abc import Callable
 from contextlib import nullcontext
 
 import torch
@@ -88,6 +89,9 @@ CPU_CACHE_TILE = 400
 CPU_ONE_PASS_TILES = 1.5  # on the CPU, one pass only for images of at most this many cache tiles
 CACHE_TILED_TASKS = ("sr",)  # convolution-only families; inpainting/deblurring nets use global context
 PROBE_SIZE = 64
+# torch.compile(compile=True) with Inductor's freezing: the weights become constants, so on the CPU
+# each conv runs oneDNN with its weights packed once and each PReLU is one in-place loop.
+COMPILE_OPTIONS = {"freezing": True}
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -226,10 +230,13 @@ class Predictor:
         precision: str | torch.dtype | None = None,
         tile: int | None = None,
         tile_batch: int | None = None,
+        compile: bool = False,
     ) -> None:
         self.spec = spec_of(model)
         if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int) or tile < 1):
             raise ValueError(f"tile must be a positive int or None, got {tile!r}")
+        if not isinstance(compile, bool):
+            raise ValueError(f"compile must be True or False, got {compile!r}")
         if tile_batch is not None and (
             isinstance(tile_batch, bool) or not isinstance(tile_batch, int) or tile_batch < 1
         ):
@@ -257,6 +264,9 @@ class Predictor:
             self.tile = smallest
         default_batch = CPU_TILE_BATCH if self.device.type == "cpu" else DEFAULT_TILE_BATCH
         self.tile_batch = tile_batch or default_batch
+        self.compile = compile
+        self._compiled: dict[str, Callable] = {}  # "forward" / "forward_subpixel" -> torch.compile'd
+        self._probing = False  # the memory probe runs eagerly: its small shape is not worth compiling
         self.last_tile: int | None = None  # tile of the latest call (None: one pass)
         self._tile_limit: int | None = None  # largest tile known to fit after an out-of-memory error
         self._bytes_per_pixel: float | None = None
@@ -264,7 +274,8 @@ class Predictor:
     def __repr__(self) -> str:
         return (
             f"Predictor({self.spec.name}, device={self.device}, precision={self.precision}, "
-            f"channels_last={self.channels_last}, tile={self.tile}, tile_batch={self.tile_batch})"
+            f"channels_last={self.channels_last}, tile={self.tile}, tile_batch={self.tile_batch}, "
+            f"compile={self.compile})"
         )
 
     def _autocast(self):
@@ -290,11 +301,35 @@ class Predictor:
         on_cpu = self.device.type == "cpu" and home.type == "cpu"
         with torch.inference_mode(), self._autocast():
             if on_cpu and subpixel_stands_for_forward(self.model):
-                return self.model.forward_subpixel(*moved, interleaved=interleaved)
-            out = self.model(*moved)
+                return self._run("forward_subpixel", *moved, interleaved=interleaved)
+            out = self._run("forward", *moved)
         if not isinstance(out, torch.Tensor):
             raise TypeError(f"model {self.spec.name!r} returned {type(out).__name__}, expected a tensor")
         return out.float().to(home)
+
+    def _run(self, method: str, *args: torch.Tensor, **kwargs: object) -> object:
+        """``self.model.<method>(*args, **kwargs)``, through ``torch.compile`` when ``compile`` is set.
+
+        A compilation that fails (no C++ compiler for the CPU, no Triton for CUDA) warns once and the
+        Predictor runs the model eagerly from then on.
+        """
+        eager = self.model if method == "forward" else getattr(self.model, method)
+        if not self.compile or self._probing:
+            return eager(*args, **kwargs)
+        if method not in self._compiled:
+            self._compiled[method] = torch.compile(eager, options=COMPILE_OPTIONS)
+        try:
+            return self._compiled[method](*args, **kwargs)
+        except torch._dynamo.exc.BackendCompilerFailed as err:
+            inner = getattr(err, "inner_exception", None) or err
+            reason = f"{type(inner).__name__}: {str(inner).strip().splitlines()[0] if str(inner) else ''}"
+            warnings.warn(
+                f"model {self.spec.name!r}: torch.compile failed ({reason}); running it without compile",
+                stacklevel=4,
+            )
+            self.compile = False
+            self._compiled.clear()
+            return eager(*args, **kwargs)
 
     def _validate(self, inputs: tuple[torch.Tensor, ...]) -> None:
         names = self.spec.inputs
@@ -392,6 +427,7 @@ class Predictor:
             side = round_up(max(PROBE_SIZE, 2 * self.spec.size_multiple), self.spec.size_multiple)
             probe = [torch.zeros(1, self.spec.in_channels, side, side, device=self.device)]
             probe += [torch.zeros(1, 1, side, side, device=self.device) for _ in self.spec.inputs[1:]]
+            self._probing = True
             try:
                 cuda = self.device.type == "cuda"
                 measured = self._cuda_probe(probe) if cuda else self._module_probe(probe)
@@ -399,6 +435,8 @@ class Predictor:
                 if not is_out_of_memory(err):
                     raise
                 measured = math.inf  # not even the probe fits: start from the smallest tile
+            finally:
+                self._probing = False
             self._bytes_per_pixel = max(measured / side**2, 1.0)
         return self._bytes_per_pixel
 
