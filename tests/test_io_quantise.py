@@ -48,6 +48,9 @@ def test_rounding_is_torch_round_at_every_tie_and_both_ends(bit_depth, scale, dt
     x = values.float()
     expected = x.clamp(0, 1).mul(scale).round()
     assert torch.equal(quantise.quantise(x.clamp(0, 1), bit_depth).double(), expected.double())
+    if bit_depth == 8:  # the offset's bits left in: the uint8 conversion keeps the value's low byte
+        bits = quantise._round_(x.clamp(0, 1), 8, keep_offset=True)
+        assert bits.min() > 255 and torch.equal(bits.to(torch.uint8).double(), expected.double())
     image = QuantisedImage(1, x.numel(), bit_depth=bit_depth, gray=True, alpha=False)
     image.write(x.view(1, 1, 1, -1), 0, 0)
     assert torch.equal(image.pixels[0, :, 0].double(), expected.double())
