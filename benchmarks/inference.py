@@ -25,6 +25,7 @@ One run measures, for one model (default ``compact_tiny`` x4, random weights) on
     python benchmarks/inference.py --device cuda
     python benchmarks/inference.py --size 400x300 --mem-sizes 0.1 0.2 --repeats 1 --no-write   # quick
     python benchmarks/inference.py --precision fp32 --models compact_tiny --no-write   # float32 path
+    python benchmarks/inference.py --allocator command --compile --models compact_tiny   # upscale --compile
 """
 
 from __future__ import annotations
@@ -169,10 +170,10 @@ def _bare_child(shape: tuple, sizes: list, dtype_name: str, threads: int, queue)
     queue.put(max(_bare_once(shape, size, "cpu", getattr(torch, dtype_name)) for size in sizes))
 
 
-def _rss_child(name: str, megapixels: float, tile: int | None, threads: int, queue) -> None:
+def _rss_child(name: str, megapixels: float, tile: int | None, compile: bool, threads: int, queue) -> None:
     """In a fresh process: growth of the peak resident set during one Predictor call (input included)."""
     torch.set_num_threads(threads)
-    predictor = Predictor(build(name, "cpu"), device="cpu", tile=tile)
+    predictor = Predictor(build(name, "cpu"), device="cpu", tile=tile, compile=compile)
     width, height = _size_for(megapixels)
     predictor(random_image(64, 64))  # warm-up: allocator, oneDNN primitives, the memory probe
     growth = peak_rss_meter()
@@ -181,16 +182,19 @@ def _rss_child(name: str, megapixels: float, tile: int | None, threads: int, que
     queue.put((growth(), (x.numel() + out.numel()) * 4 / 2**20, predictor.last_tile))
 
 
-def _rss_child_api(name: str, megapixels: float, tile: int | None, threads: int, queue) -> None:
+def _rss_child_api(
+    name: str, megapixels: float, tile: int | None, compile: bool, threads: int, queue
+) -> None:
     """In a fresh process: growth of the peak resident set during one ``restore.upscale`` of a uint8
     image (input included)."""
     torch.set_num_threads(threads)
     model = build(name, "cpu")
     width, height = _size_for(megapixels)
-    restore.upscale(uint8_image(random_image(64, 64)), model=model, device="cpu", tile=tile)  # warm-up
+    warm_up = uint8_image(random_image(64, 64))
+    restore.upscale(warm_up, model=model, device="cpu", tile=tile, compile=compile)
     growth = peak_rss_meter()
     image = uint8_image(random_image(width, height))
-    out = restore.upscale(image, model=model, device="cpu", tile=tile)
+    out = restore.upscale(image, model=model, device="cpu", tile=tile, compile=compile)
     # buffers: the uint8 input and output, and the float32 copy of the input the model reads
     queue.put((growth(), (image.nbytes * 5 + out.nbytes) / 2**20, tile))
 
@@ -202,12 +206,12 @@ def _size_for(megapixels: float) -> tuple[int, int]:
 
 
 def peak_memory(
-    name: str, megapixels: float, tile: int | None, device: str, api: bool = False
+    name: str, megapixels: float, tile: int | None, device: str, api: bool = False, compile: bool = False
 ) -> tuple[float, float, int]:
     """(peak MB of the call, input+output MB, tile used) for a ``megapixels`` input: the Predictor on
     a float tensor, or (``api``, CPU) ``restore.upscale`` on a uint8 image."""
     if device == "cuda":
-        predictor = Predictor(build(name, device), device=device, tile=tile)
+        predictor = Predictor(build(name, device), device=device, tile=tile, compile=compile)
         width, height = _size_for(megapixels)
         x = random_image(width, height)
         torch.cuda.synchronize()
@@ -220,7 +224,7 @@ def peak_memory(
     ctx = get_context("spawn")
     queue = ctx.Queue()
     child = _rss_child_api if api else _rss_child
-    proc = ctx.Process(target=child, args=(name, megapixels, tile, torch.get_num_threads(), queue))
+    proc = ctx.Process(target=child, args=(name, megapixels, tile, compile, torch.get_num_threads(), queue))
     proc.start()
     result = queue.get()
     proc.join()
@@ -279,7 +283,9 @@ def speed(name: str, args: argparse.Namespace, x: torch.Tensor) -> dict:
     """
     device = args.device
     height, width = x.shape[-2:]
-    predictor = Predictor(build(name, device), device=device, tile=args.tile, precision=args.precision)
+    predictor = Predictor(
+        build(name, device), device=device, tile=args.tile, precision=args.precision, compile=args.compile
+    )
     scale = predictor.spec.scale
     out_mp = width * height * scale**2 / 1e6
     start = time.perf_counter()
@@ -362,7 +368,9 @@ def api_speed(name: str, args: argparse.Namespace, x: torch.Tensor, first: dict)
     scale = model.spec.scale
 
     def upscale() -> np.ndarray:
-        return restore.upscale(image, model=model, device=device, precision=args.precision, tile=args.tile)
+        return restore.upscale(
+            image, model=model, device=device, precision=args.precision, tile=args.tile, compile=args.compile
+        )
 
     out = upscale()
     out_mp = out.shape[0] * out.shape[1] / 1e6
@@ -411,17 +419,18 @@ def run(args: argparse.Namespace) -> str:
     mem_tile = first["tile"] if first["tiled"] else args.mem_tile
     memory_rows = []
     for mp in args.mem_sizes:
-        peak, buffers, used = peak_memory(first["name"], mp, mem_tile, device)
+        peak, buffers, used = peak_memory(first["name"], mp, mem_tile, device, compile=args.compile)
         row = [mp, peak, buffers, used]
         if device == "cpu":
-            row += peak_memory(first["name"], mp, mem_tile, device, api=True)[:2]
+            row += peak_memory(first["name"], mp, mem_tile, device, api=True, compile=args.compile)[:2]
         memory_rows.append(row)
         print(f"{mp} MP: peak {peak:.0f} MB, input+output {buffers:.0f} MB; api {row[4:]}", flush=True)
 
     peak_what = "torch.cuda.max_memory_allocated" if device == "cuda" else "peak RSS growth, fresh process"
     lines = [
         f"## Tiled inference ({device if device == 'cuda' else 'cpu, ' + cpu_kind()}"
-        + (", allocator of the `restore` command)" if args.allocator == "command" else ")"),
+        + (", allocator of the `restore` command" if args.allocator == "command" else "")
+        + (", `compile=True`)" if args.compile else ")"),
         "",
         f"Machine: {machine()}. Input {width}x{height}, random weights, median of {args.repeats}. The "
         "Predictor is `restore.upscale`'s engine on its default path (on the CPU channels_last, bf16 "
@@ -436,6 +445,13 @@ def run(args: argparse.Namespace) -> str:
             " Speed with glibc's allocator set as the `restore` command sets it (freed tile buffers "
             "reused: `restore.infer.allocator`); peak memory in fresh processes with the default one."
             if args.allocator == "command"
+            else ""
+        )
+        + (
+            " The Predictor and `restore.upscale` with `compile=True` (`torch.compile`, Inductor, weights "
+            f"frozen; the first call, compilation included, took {first['first_s']:.1f} s); the naive "
+            "loops and the bare conv stay eager."
+            if args.compile
             else ""
         ),
         "",
@@ -575,6 +591,11 @@ def main() -> None:
         "(b); section inference-cpu-KIND-command (default: the allocator as a program that imports "
         "restore has it)",
     )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="the Predictor and restore.upscale with compile=True; section inference-...-compile",
+    )
     parser.add_argument("--no-write", action="store_true", help="print only; do not touch docs/benchmarks.md")
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -589,6 +610,7 @@ def main() -> None:
     if not args.no_write:
         kind = "cuda" if args.device == "cuda" else f"cpu-{cpu_kind()}"
         kind += "-command" if args.allocator == "command" else ""
+        kind += "-compile" if args.compile else ""
         write_section(f"inference-{kind}", section)
 
 
