@@ -619,3 +619,21 @@ def test_a_written_image_must_match_its_source():
     assert output_image(to_model_input(torch.rand(3, 4, 5)), 2) is None  # tensors stay tensors
     with pytest.raises(TypeError, match="ImageInput from to_model_input"):
         output_image(np.zeros((4, 5, 3), np.uint8), 2)
+
+
+@pytest.mark.parametrize(
+    ("channels", "layout"), [(3, "channels_last"), (4, "channels_last"), (1, "contiguous")]
+)
+def test_array_pixels_keep_their_hwc_memory_order_with_the_chw_values(channels, layout):
+    # an (H, W, C) array's pixels become channels_last rgb (no transposing pass); gray rgb is a copy
+    array = np.random.default_rng(3).integers(0, 256, (5, 7, channels), dtype=np.uint8)
+    source = to_model_input(array if channels > 1 else array[..., 0])
+    chw = torch.from_numpy(array.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
+    expected = chw[:, :3] if channels > 1 else chw.expand(-1, 3, -1, -1)
+    assert source.rgb.shape == (1, 3, 5, 7) and torch.equal(source.rgb, expected)
+    memory_format = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+    assert source.rgb.is_contiguous(memory_format=memory_format)
+    if channels == 4:
+        assert torch.equal(source.alpha, chw[:, 3:]) and source.alpha.is_contiguous()
+    pil = to_model_input(Image.fromarray(array if channels > 1 else array[..., 0]))
+    assert torch.equal(pil.rgb, expected) and pil.rgb.is_contiguous(memory_format=memory_format)
