@@ -26,7 +26,7 @@ A diffusion model (task ``"diffusion"``, e.g. a trained ``sr3_x4`` saved with
 ``device``: None picks CUDA when available. ``precision``: None picks float32 + channels_last on
 the CPU and bf16/fp16 on CUDA when the model supports it (:mod:`restore.infer.predictor`).
 ``compile=True`` runs the model through ``torch.compile`` (Inductor, weights frozen): the first call
-compiles for seconds, later calls of the bundled compact network run about 10% faster on the CPU;
+compiles for seconds, later calls of the bundled compact network run 10-15% faster on the CPU;
 measure it for other models (``edsr*`` runs slower compiled). Falls back to eager with a warning
 where compilation fails (no C++ compiler).
 
