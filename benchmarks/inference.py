@@ -170,12 +170,19 @@ def _bare_child(shape: tuple, sizes: list, dtype_name: str, threads: int, queue)
     queue.put(max(_bare_once(shape, size, "cpu", getattr(torch, dtype_name)) for size in sizes))
 
 
+def warm_up_image(compile: bool, width: int, height: int) -> torch.Tensor:
+    """The input of a memory child's warm-up call (allocator, oneDNN primitives, the memory probe): a
+    small one, or with ``compile`` one of the measured size, so that the compilation of its tile
+    shapes happens before the meter starts instead of inside the measured call."""
+    return random_image(width, height) if compile else random_image(64, 64)
+
+
 def _rss_child(name: str, megapixels: float, tile: int | None, compile: bool, threads: int, queue) -> None:
     """In a fresh process: growth of the peak resident set during one Predictor call (input included)."""
     torch.set_num_threads(threads)
     predictor = Predictor(build(name, "cpu"), device="cpu", tile=tile, compile=compile)
     width, height = _size_for(megapixels)
-    predictor(random_image(64, 64))  # warm-up: allocator, oneDNN primitives, the memory probe
+    predictor(warm_up_image(compile, width, height))
     growth = peak_rss_meter()
     x = random_image(width, height)
     out = predictor(x)
@@ -190,8 +197,9 @@ def _rss_child_api(
     torch.set_num_threads(threads)
     model = build(name, "cpu")
     width, height = _size_for(megapixels)
-    warm_up = uint8_image(random_image(64, 64))
+    warm_up = uint8_image(warm_up_image(compile, width, height))
     restore.upscale(warm_up, model=model, device="cpu", tile=tile, compile=compile)
+    del warm_up
     growth = peak_rss_meter()
     image = uint8_image(random_image(width, height))
     out = restore.upscale(image, model=model, device="cpu", tile=tile, compile=compile)
