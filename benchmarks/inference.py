@@ -173,8 +173,22 @@ def _bare_child(shape: tuple, sizes: list, dtype_name: str, threads: int, queue)
 def warm_up_image(compile: bool, width: int, height: int) -> torch.Tensor:
     """The input of a memory child's warm-up call (allocator, oneDNN primitives, the memory probe): a
     small one, or with ``compile`` one of the measured size, so that the compilation of its tile
-    shapes happens before the meter starts instead of inside the measured call."""
+    shapes happens before the meter starts instead of inside the measured call (then call
+    :func:`return_freed_memory` before the meter: pages the warm-up freed would otherwise be reused
+    unseen)."""
     return random_image(width, height) if compile else random_image(64, 64)
+
+
+def return_freed_memory() -> None:
+    """Give the heap's free pages back to the system (glibc ``malloc_trim``; nothing elsewhere)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _rss_child(name: str, megapixels: float, tile: int | None, compile: bool, threads: int, queue) -> None:
@@ -183,6 +197,7 @@ def _rss_child(name: str, megapixels: float, tile: int | None, compile: bool, th
     predictor = Predictor(build(name, "cpu"), device="cpu", tile=tile, compile=compile)
     width, height = _size_for(megapixels)
     predictor(warm_up_image(compile, width, height))
+    return_freed_memory()
     growth = peak_rss_meter()
     x = random_image(width, height)
     out = predictor(x)
@@ -200,6 +215,7 @@ def _rss_child_api(
     warm_up = uint8_image(warm_up_image(compile, width, height))
     restore.upscale(warm_up, model=model, device="cpu", tile=tile, compile=compile)
     del warm_up
+    return_freed_memory()
     growth = peak_rss_meter()
     image = uint8_image(random_image(width, height))
     out = restore.upscale(image, model=model, device="cpu", tile=tile, compile=compile)
