@@ -17,7 +17,9 @@ import math
 
 import torch
 
-QUANTISE_BLOCK_BYTES = 2**19  # float32 bytes per block of rows: a block stays in a core's L2 cache
+# float32 bytes per block of rows: half a block per core stays in its L2 cache (as STRIP_BYTES in
+# restore.models.subpixel, which it matches so that a written strip is quantised as one block)
+QUANTISE_BLOCK_BYTES = 2**21
 BT601 = (0.299, 0.587, 0.114)
 # bit depth -> (scale of [0, 1], dtype of the rounded integers; int32 holds 16-bit values for torch)
 _QUANTISED = {8: (255.0, torch.uint8), 16: (65535.0, torch.int32)}
