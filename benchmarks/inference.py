@@ -13,7 +13,8 @@ One run measures, for one model (default ``compact_tiny`` x4, random weights) on
     of a bare ``torch.nn.functional.conv2d`` of the model's dominant conv shape in the Predictor's
     compute dtype (channels_last, the Predictor's tile and batch or half that side, whichever is
     faster, same threads); the bare float32 conv is shown beside it, and the same fraction for
-    ``restore.upscale`` on an 8-bit photo;
+    ``restore.upscale`` on an 8-bit photo; on CPU, where one call's time goes (convolutions,
+    activations, other ops, outside ops: :func:`time_shares`), which is what that fraction is made of;
 (c) peak memory of the Predictor with the same tile (``--mem-tile`` when (a) needed no tiles) on 1,
     4 and 16 megapixel inputs: on CPU the growth of the peak resident set (Linux VmHWM, reset through
     /proc/self/clear_refs; ``ru_maxrss`` where that is missing) of a fresh spawned process per size,
@@ -283,6 +284,40 @@ def timed_rounds(
     return mps
 
 
+# Op names (CPU profiler) of the elementwise activations a model runs between its convolutions; with
+# compile=True they run inside Inductor's compiled graph, whose own time is its generated kernels.
+ACTIVATION_OPS = ("prelu", "relu", "gelu", "silu", "sigmoid", "tanh", "CompiledFxGraph")
+
+
+def time_shares(call: Callable[[], object], calls: int = 3) -> dict[str, float]:
+    """Seconds per call of ``call`` (``calls`` calls under the CPU profiler), by kind: ``convolutions``
+    (ops named *conv*), ``activations`` (:data:`ACTIVATION_OPS`), ``other ops`` (every other op: the
+    model's own additions and upsampling, tile crops, output writing, quantisation), ``outside ops``
+    (the rest of the wall time: Python, allocation, page faults outside ops), and ``wall``. Self
+    times, so nested ops count once."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        start = time.perf_counter()
+        for _ in range(calls):
+            call()
+        wall = time.perf_counter() - start
+    shares = {"convolutions": 0.0, "activations": 0.0, "other ops": 0.0}
+    for event in prof.key_averages():
+        name = event.key.lower()
+        kind = (
+            "convolutions"
+            if "conv" in name
+            else "activations"
+            if any(op.lower() in name for op in ACTIVATION_OPS)
+            else "other ops"
+        )
+        shares[kind] += event.self_cpu_time_total / 1e6
+    shares["outside ops"] = max(0.0, wall - sum(shares.values()))
+    shares["wall"] = wall
+    return {kind: seconds / calls for kind, seconds in shares.items()}
+
+
 def against_naive(ours: list[float], mps: dict[object, list[float]], sides: dict[object, int]) -> dict:
     """Per naive baseline: (tile side, median MP/s, median over rounds of ours / its MP/s)."""
     return {
@@ -337,6 +372,7 @@ def speed(name: str, args: argparse.Namespace, x: torch.Tensor) -> dict:
             bare32.append(bare_gflops(dominant, conv_in, device, torch.float32))
 
     mps = timed_rounds(runs, out_mp, device, args.repeats, after_round=measure_bare)
+    shares = time_shares(runs["predictor"]) if device == "cpu" else None
     pred = mps["predictor"]
     achieved, fraction = conv_fraction(flops_px, pred, bare)
     naive = against_naive(pred, mps, sides)
@@ -377,6 +413,7 @@ def speed(name: str, args: argparse.Namespace, x: torch.Tensor) -> dict:
         "fraction": fraction,
         "overhead": overhead,
         "conv_in": conv_in,
+        "shares": shares,
     }
 
 
@@ -411,6 +448,7 @@ def api_speed(name: str, args: argparse.Namespace, x: torch.Tensor, first: dict)
         bare.append(bare_gflops(first["dominant"], first["conv_in"], device, conv_dtype))
 
     mps = timed_rounds(runs, out_mp, device, args.repeats, after_round=measure_bare)
+    shares = time_shares(upscale) if device == "cpu" else None
     api = mps["api"]
     naive = against_naive(api, mps, sides)
     achieved, fraction = conv_fraction(first["flops_px"], api, bare)
@@ -429,7 +467,47 @@ def api_speed(name: str, args: argparse.Namespace, x: torch.Tensor, first: dict)
         "fraction": fraction,
         "levels_max": int(levels.max()),
         "levels_mean": float(levels.mean()),
+        "out_mp": out_mp,
+        "shares": shares,
     }
+
+
+def time_share_lines(results: list[dict], api: dict) -> list[str]:
+    """Markdown lines of :func:`time_shares` for each Predictor row and the ``restore.upscale`` row
+    (none on CUDA, where op times are asynchronous)."""
+    rows = [(f"`{r['name']}` Predictor", r, r["shares"], r["out_mp"]) for r in results]
+    rows.append(
+        (f"`{api['name']}` in `restore.upscale` (8-bit photo)", results[0], api["shares"], api["out_mp"])
+    )
+    if any(shares is None for _, _, shares, _ in rows):
+        return []
+    lines = [
+        "Where the time goes (CPU profiler, three more calls after the rounds; self time of the ops by "
+        "kind, as a share of the wall time). Activations: PReLU and other elementwise layers between "
+        "the convolutions (with `compile=True`, Inductor's compiled kernels); other ops: the model's own "
+        "additions and upsampling, tile crops, and the output's shuffle, skip, clamp, rounding and "
+        "copies; outside ops: Python, allocation and the rest. Convolving: the executed conv FLOPs over "
+        "the time inside the convolution ops, against the median bare conv of the rounds. The conv "
+        "fraction above is about conv share x convolving / executed pixels per useful pixel (the "
+        "profiler itself costs a few percent).",
+        "",
+        "| call | s per call (profiled) | convolutions | activations | other ops | outside ops "
+        "| convolving GFLOP/s (of bare) | executed / useful pixels |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for label, r, shares, out_mp in rows:
+        wall = shares["wall"]
+        executed = r["flops_px"] * out_mp * 1e6 * r["overhead"] / 1e9
+        convolving = executed / shares["convolutions"] if shares["convolutions"] else float("nan")
+        cells = " | ".join(
+            f"{shares[kind] / wall:.0%}"
+            for kind in ("convolutions", "activations", "other ops", "outside ops")
+        )
+        lines.append(
+            f"| {label} | {wall:.2f} | {cells} | {convolving:.0f} ({convolving / r['bare']:.2f}) "
+            f"| {r['overhead']:.3f} |"
+        )
+    return [*lines, ""]
 
 
 def run(args: argparse.Namespace) -> str:
@@ -559,6 +637,7 @@ def run(args: argparse.Namespace) -> str:
         f"Max |Predictor - naive same tile| = {first['seams']:.2e} for `{first['name']}` "
         "(the naive loop's seams).",
         "",
+        *time_share_lines(results, api),
         f"Peak memory of `{first['name']}` with tile {mem_tile} ({peak_what}): flat beyond the input and "
         "output buffers. Predictor: float32 tensor in and out"
         + (
