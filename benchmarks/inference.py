@@ -475,11 +475,11 @@ def api_speed(name: str, args: argparse.Namespace, x: torch.Tensor, first: dict)
 def time_share_lines(results: list[dict], api: dict) -> list[str]:
     """Markdown lines of :func:`time_shares` for each Predictor row and the ``restore.upscale`` row
     (none on CUDA, where op times are asynchronous)."""
-    rows = [(f"`{r['name']}` Predictor", r, r["shares"], r["out_mp"]) for r in results]
-    rows.append(
-        (f"`{api['name']}` in `restore.upscale` (8-bit photo)", results[0], api["shares"], api["out_mp"])
-    )
-    if any(shares is None for _, _, shares, _ in rows):
+    # (label, FLOPs and overlap of, time shares, output MP, bare conv GFLOP/s of its own rounds)
+    rows = [(f"`{r['name']}` Predictor", r, r["shares"], r["out_mp"], r["bare"]) for r in results]
+    upscale = f"`{api['name']}` in `restore.upscale` (8-bit photo)"
+    rows.append((upscale, results[0], api["shares"], api["out_mp"], api["bare"]))
+    if any(row[2] is None for row in rows):
         return []
     lines = [
         "Where the time goes (CPU profiler, three more calls after the rounds; self time of the ops by "
@@ -495,7 +495,7 @@ def time_share_lines(results: list[dict], api: dict) -> list[str]:
         "| convolving GFLOP/s (of bare) | executed / useful pixels |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for label, r, shares, out_mp in rows:
+    for label, r, shares, out_mp, bare in rows:
         wall = shares["wall"]
         executed = r["flops_px"] * out_mp * 1e6 * r["overhead"] / 1e9
         convolving = executed / shares["convolutions"] if shares["convolutions"] else float("nan")
@@ -504,7 +504,7 @@ def time_share_lines(results: list[dict], api: dict) -> list[str]:
             for kind in ("convolutions", "activations", "other ops", "outside ops")
         )
         lines.append(
-            f"| {label} | {wall:.2f} | {cells} | {convolving:.0f} ({convolving / r['bare']:.2f}) "
+            f"| {label} | {wall:.2f} | {cells} | {convolving:.0f} ({convolving / bare:.2f}) "
             f"| {r['overhead']:.3f} |"
         )
     return [*lines, ""]
