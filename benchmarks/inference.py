@@ -51,6 +51,7 @@ import restore  # noqa: E402
 import restore.models as models  # noqa: E402
 from benchmarks.report import cpu_kind, machine, median_ms, peak_rss_meter, write_section  # noqa: E402
 from restore.infer import Predictor  # noqa: E402
+from restore.infer.allocator import return_freed_memory  # noqa: E402
 
 
 def build(name: str, device: str) -> nn.Module:
@@ -178,18 +179,6 @@ def warm_up_image(compile: bool, width: int, height: int) -> torch.Tensor:
     :func:`return_freed_memory` before the meter: pages the warm-up freed would otherwise be reused
     unseen)."""
     return random_image(width, height) if compile else random_image(64, 64)
-
-
-def return_freed_memory() -> None:
-    """Give the heap's free pages back to the system (glibc ``malloc_trim``; nothing elsewhere)."""
-    import ctypes
-    import gc
-
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def _rss_child(name: str, megapixels: float, tile: int | None, compile: bool, threads: int, queue) -> None:

@@ -18,6 +18,7 @@ itself. Settings in the environment (``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_T
 from __future__ import annotations
 
 import ctypes
+import gc
 import os
 
 M_TRIM_THRESHOLD = -1  # glibc <malloc.h>
@@ -33,10 +34,31 @@ def keep_freed_buffers(mmap_threshold: int = MMAP_THRESHOLD, trim_threshold: int
     False where the C library is not glibc, or where the environment already sets the allocator."""
     if any(name in os.environ for name in ENVIRONMENT):
         return False
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):  # not glibc (macOS, Windows, musl without the soname)
+    mallopt = _glibc_function("mallopt")
+    if mallopt is None:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
     return bool(mallopt(M_MMAP_THRESHOLD, mmap_threshold)) and bool(mallopt(M_TRIM_THRESHOLD, trim_threshold))
+
+
+def return_freed_memory() -> bool:
+    """Collect Python's garbage and give the heap's free pages back to the system (glibc's
+    ``malloc_trim``), so that the next allocations are faulted in afresh: a memory meter started
+    after it sees them. Returns whether glibc was there to do it."""
+    gc.collect()
+    malloc_trim = _glibc_function("malloc_trim")
+    if malloc_trim is None:
+        return False
+    malloc_trim.argtypes = [ctypes.c_size_t]
+    malloc_trim(0)
+    return True
+
+
+def _glibc_function(name: str):
+    """glibc's ``name`` through ctypes, or None where the C library is not glibc (macOS, Windows,
+    musl without the soname)."""
+    try:
+        return getattr(ctypes.CDLL("libc.so.6"), name)
+    except (OSError, AttributeError):
+        return None

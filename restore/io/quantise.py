@@ -34,7 +34,7 @@ def quantise(x: torch.Tensor, bit_depth: int) -> torch.Tensor:
     """Clamped float in [0, 1] -> rounded integers (uint8 for 8 bits, int32 for 16), or float32 as is."""
     if bit_depth not in _QUANTISED:
         return x
-    return _round_(x.float().clone(), bit_depth).to(_QUANTISED[bit_depth][1])
+    return _round_(x.float().clone(), bit_depth, keep_offset=bit_depth == 8).to(_QUANTISED[bit_depth][1])
 
 
 def _round_(x: torch.Tensor, bit_depth: int, keep_offset: bool = False) -> torch.Tensor:
